@@ -1,0 +1,33 @@
+# Head3D: the two commands a user needs are `make demo` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.PHONY: venv test test-fast demo bench gpu-check clean-venv
+
+# Create the virtual environment and install the pins once (re-run when requirements.txt changes).
+$(STAMP): requirements.txt
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The test command (README command 2). CPU only; CUDA tests skip without a GPU.
+test: $(STAMP)
+	$(VPY) -m pytest -q tests
+
+# The main job (README command 1): the whole Head3D pipeline on the embedded synthetic world.
+demo: $(STAMP)
+	$(VPY) scripts/demo.py --outdir runs/demo
+
+bench: $(STAMP)
+	$(VPY) scripts/bench.py
+
+gpu-check: $(STAMP)
+	bash scripts/gpu_check.sh
+
+clean-venv:
+	rm -rf $(VENV)
