@@ -1,0 +1,159 @@
+"""TriPlaneGenerator: EG3D's generator ("Efficient Geometry-aware 3D GANs", Chan et al. 2022, section 4),
+the teacher and student of Head3D.
+
+    z, c_cond --mapping--> ws --StyleGAN2 synthesis--> planes [N, 3, 32, H, W]
+    c_render --rays--> volume rendering of the planes through OSGDecoder --> feature image [N, 32, h, h]
+    feature image, ws[:, -1] --SuperResolution--> image; image_raw = feature image[:, :3]
+
+Numerics and parameter names follow EG3D (backbone.mapping, backbone.synthesis, decoder.net,
+superresolution) so that official weights load one to one. Unlike EG3D, nothing is mutated in forward:
+the neural rendering resolution and render overrides are explicit arguments."""
+
+import dataclasses
+import torch
+from training import cameras
+from training.rendering import RenderOptions, generate_plane_axes, render_planes, sample_from_planes, sample_rays
+from .stylegan2 import FullyConnectedLayer, Generator as StyleGAN2Backbone, capture_init_kwargs
+from .superresolution import SuperResolution
+
+#----------------------------------------------------------------------------
+# EG3D's OSGDecoder: mean of the three plane features -> FC 32->64, softplus -> FC 64->1+32.
+# rgb (the 32 feature channels) goes through MipNeRF's widened sigmoid; sigma stays raw (the renderer
+# applies the density shift and activation).
+
+class OSGDecoder(torch.nn.Module):
+    def __init__(self,
+        in_features     = 32,       # Channels of a plane feature.
+        hidden_features = 64,       # Width of the hidden layer.
+        out_features    = 32,       # Feature channels of the output (the first 3 are RGB).
+        lr_multiplier   = 1,        # Learning-rate multiplier (EG3D's decoder_lr_mul).
+    ):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            FullyConnectedLayer(in_features, hidden_features, lr_multiplier=lr_multiplier),
+            torch.nn.Softplus(),
+            FullyConnectedLayer(hidden_features, 1 + out_features, lr_multiplier=lr_multiplier),
+        )
+
+    # features [N, 3, M, C] -> dict(rgb [N, M, out_features] in (-0.001, 1.001), sigma [N, M, 1] raw).
+    def forward(self, features):
+        x = features.mean(1)
+        N, M, C = x.shape
+        x = self.net(x.reshape(N * M, C)).reshape(N, M, -1)
+        rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
+        return dict(rgb=rgb, sigma=x[..., 0:1])
+
+#----------------------------------------------------------------------------
+
+class TriPlaneGenerator(torch.nn.Module):
+    def __init__(self,
+        z_dim                       = 512,          # Latent (Z) size.
+        c_dim                       = 25,           # Conditioning camera label size.
+        w_dim                       = 512,          # Intermediate latent (W) size.
+        img_resolution              = 512,          # Output (super-resolved) image resolution.
+        img_channels                = 3,            # Output image channels.
+        plane_resolution            = 256,          # Tri-plane resolution (the backbone's output resolution).
+        plane_channels              = 32,           # Channels per plane (= decoder input).
+        channel_base                = 32768,        # Backbone: overall multiplier for the number of channels.
+        channel_max                 = 512,          # Backbone: maximum number of channels.
+        num_fp16_res                = 0,            # Backbone: fp16 for the N highest resolutions (CUDA only).
+        conv_clamp                  = None,         # Backbone: clamp conv outputs to +-X, None = no clamping.
+        fused_modconv_default       = 'inference_only', # Backbone and SR: fused modconv at inference only.
+        mapping_kwargs              = {'num_layers': 2}, # Arguments for MappingNetwork (EG3D --map-depth 2).
+        sr_input_resolution         = 128,          # SR: the feature image is resized to this first.
+        sr_channels                 = (256, 128),   # SR: channels of its two blocks (EG3D 8XDC: 256, 128).
+        sr_num_fp16_res             = 4,            # SR: > 0 = fp16 with conv_clamp 256 (CUDA only).
+        sr_antialias                = True,         # SR: antialiased resize of its input.
+        sr_noise_mode               = 'none',       # SR: noise mode when the caller does not give one.
+        decoder_lr_mul              = 1,            # Decoder learning-rate multiplier.
+        c_gen_conditioning_zero     = False,        # Condition the mapping on zeros instead of the camera.
+        c_scale                     = 1,            # Scale of the conditioning camera label.
+        rendering_kwargs            = {},           # RenderOptions fields (ray range, samples, box_warp, ...).
+        plane_axes                  = 'eg3d',       # 'eg3d' (XY, XZ, ZX; official weights) or 'xyz' (XY, XZ, YZ).
+        neural_rendering_resolution = 64,           # Default rendering resolution (overridable per call).
+    ):
+        kwargs = capture_init_kwargs(locals())
+        super().__init__()
+        self.init_kwargs = kwargs
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.plane_channels = plane_channels
+        self.sr_noise_mode = sr_noise_mode
+        self.c_gen_conditioning_zero = c_gen_conditioning_zero
+        self.c_scale = c_scale
+        self.neural_rendering_resolution = neural_rendering_resolution
+        self.rendering = RenderOptions(**rendering_kwargs)
+        kwargs['rendering_kwargs'] = dataclasses.asdict(self.rendering)    # stored resolved, so snapshots stay exact
+        self.plane_axes_kind = plane_axes
+
+        self.backbone = StyleGAN2Backbone(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
+            img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs, channel_base=channel_base,
+            channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
+            fused_modconv_default=fused_modconv_default)
+        self.superresolution = SuperResolution(plane_channels, w_dim=w_dim, img_resolution=img_resolution,
+            input_resolution=sr_input_resolution, block_channels=tuple(sr_channels), img_channels=img_channels,
+            num_fp16_res=sr_num_fp16_res, antialias=sr_antialias, fused_modconv_default=fused_modconv_default)
+        self.decoder = OSGDecoder(plane_channels, out_features=plane_channels, lr_multiplier=decoder_lr_mul)
+        self.register_buffer('plane_axes', generate_plane_axes(plane_axes), persistent=False)
+        self.num_ws = self.backbone.num_ws
+
+    # z [N, z_dim], c_cond [N, 25] -> ws [N, num_ws, w_dim].
+    def mapping(self, z, c_cond, truncation_psi=1, truncation_cutoff=None, update_emas=False):
+        c = torch.zeros_like(c_cond) if self.c_gen_conditioning_zero else c_cond
+        return self.backbone.mapping(z, c * self.c_scale, truncation_psi=truncation_psi,
+                                     truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+
+    # ws -> planes [N, 3, plane_channels, H, W] (the backbone image viewed as three planes; plane 0 = XY).
+    def synthesis_planes(self, ws, noise_mode='const', update_emas=False, **block_kwargs):
+        planes = self.backbone.synthesis(ws, noise_mode=noise_mode, update_emas=update_emas, **block_kwargs)
+        return planes.view(len(planes), 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
+
+    # Field of the planes at points: coords [N, M, 3] -> dict(rgb [N, M, 32], sigma [N, M, 1]).
+    def query_field(self, planes, coords, box_warp=None):
+        box_warp = self.rendering.box_warp if box_warp is None else box_warp
+        return self.decoder(sample_from_planes(self.plane_axes, planes, coords, box_warp))
+
+    # Volume-render the planes from cameras c_render and super-resolve. noise_mode is the SR's noise
+    # (None = sr_noise_mode); render_overrides replaces RenderOptions fields for this call only.
+    def render_planes(self, planes, ws, c_render, neural_rendering_resolution=None, noise_mode=None,
+                      generator=None, render_overrides=None, **block_kwargs):
+        res = self.neural_rendering_resolution if neural_rendering_resolution is None else int(neural_rendering_resolution)
+        opts = self.rendering.replace(**render_overrides) if render_overrides else self.rendering
+        cam2world, intrinsics = cameras.unpack_label(c_render)
+        origins, dirs = sample_rays(cam2world, intrinsics, res)                         # [N, R, 3] each
+        out = render_planes(planes, self.decoder, self.plane_axes, origins, dirs, opts, generator=generator)
+
+        N = planes.shape[0]
+        feature_image = out['features'].permute(0, 2, 1).reshape(N, -1, res, res).contiguous()
+        depth_image = out['depth'].permute(0, 2, 1).reshape(N, 1, res, res)
+        weights_sum = out['weights_sum'].permute(0, 2, 1).reshape(N, 1, res, res)
+        rgb_image = feature_image[:, :3]
+        sr_noise = self.sr_noise_mode if noise_mode is None else noise_mode
+        image = self.superresolution(rgb_image, feature_image, ws, noise_mode=sr_noise, **block_kwargs)
+        return dict(image=image, image_raw=rgb_image, image_depth=depth_image, weights_sum=weights_sum)
+
+    # ws, c_render -> dict(image, image_raw, image_depth, weights_sum, planes, ws). noise_mode drives the
+    # backbone's noise; the SR uses sr_noise_mode as in EG3D.
+    def synthesis(self, ws, c_render, neural_rendering_resolution=None, noise_mode='const', update_emas=False,
+                  generator=None, render_overrides=None, **block_kwargs):
+        planes = self.synthesis_planes(ws, noise_mode=noise_mode, update_emas=update_emas, **block_kwargs)
+        out = self.render_planes(planes, ws, c_render, neural_rendering_resolution=neural_rendering_resolution,
+                                 generator=generator, render_overrides=render_overrides, **block_kwargs)
+        return dict(out, planes=planes, ws=ws)
+
+    # z, c (conditioning) and c_render (rendering camera, default c) -> the synthesis dict.
+    def forward(self, z, c, c_render=None, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
+                noise_mode='const', update_emas=False, generator=None, render_overrides=None, **block_kwargs):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        return self.synthesis(ws, c if c_render is None else c_render, neural_rendering_resolution=neural_rendering_resolution,
+                              noise_mode=noise_mode, update_emas=update_emas, generator=generator,
+                              render_overrides=render_overrides, **block_kwargs)
+
+    def extra_repr(self):
+        return (f'z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, '
+                f'plane_axes={self.plane_axes_kind!r}, neural_rendering_resolution={self.neural_rendering_resolution}')
+
+#----------------------------------------------------------------------------
