@@ -1,0 +1,1 @@
+# Head3D torch utilities: custom ops, distributed helpers, statistics, misc.
