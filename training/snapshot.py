@@ -1,0 +1,111 @@
+"""Snapshots that hold tensors and plain data only (DESIGN.md section 7).
+
+A snapshot is a torch.save of
+    {'format': 'head3d-snapshot', 'version': 1,
+     'nets': {name: {'class': class name, 'kwargs': init_kwargs, 'state': state_dict}},
+     **plain}
+written atomically, and read back with torch.load(weights_only=True): loading never runs code from the
+file. Networks are rebuilt from training.networks.REGISTRY by class name."""
+
+import os
+import tempfile
+import torch
+
+FORMAT = 'head3d-snapshot'
+VERSION = 1
+
+#----------------------------------------------------------------------------
+
+class SnapshotError(RuntimeError):
+    """A snapshot that cannot be read or does not match the networks it names."""
+
+#----------------------------------------------------------------------------
+# Save networks (by class name, init kwargs and state dict) plus plain extras to `path`, atomically:
+# a temporary file in the same directory is written, flushed to disk and renamed over `path`.
+
+def save_snapshot(path, nets, **plain):
+    for reserved in ('format', 'version', 'nets'):
+        if reserved in plain:
+            raise ValueError(f'{reserved!r} is reserved in a snapshot')
+    data = dict(format=FORMAT, version=VERSION, nets={})
+    for name, net in nets.items():
+        if not hasattr(net, 'init_kwargs'):
+            raise ValueError(f'network {name!r} ({type(net).__name__}) has no init_kwargs and cannot be rebuilt')
+        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        data['nets'][name] = {'class': type(net).__name__, 'kwargs': net.init_kwargs, 'state': state}
+    data.update(plain)
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+#----------------------------------------------------------------------------
+# Build one network from its record and load its state strictly; errors name the net and the keys.
+
+def _build_net(name, record, device):
+    from training.networks import REGISTRY  # late import: the networks import rendering and ops
+    if not isinstance(record, dict) or not {'class', 'kwargs', 'state'} <= record.keys():
+        raise SnapshotError(f'network {name!r}: record must hold class, kwargs and state')
+    cls = REGISTRY.get(record['class'])
+    if cls is None:
+        raise SnapshotError(f'network {name!r}: unknown class {record["class"]!r} (known: {", ".join(sorted(REGISTRY))})')
+    try:
+        net = cls(**record['kwargs'])
+    except (TypeError, ValueError, AssertionError, KeyError) as e:
+        raise SnapshotError(f'network {name!r}: cannot build {record["class"]} from its stored kwargs: {e}') from e
+    own = net.state_dict()
+    state = record['state']
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or bad_shape:
+        parts = [f'{label}: {", ".join(keys)}' for label, keys in
+                 (('missing', missing), ('unexpected', unexpected), ('shape mismatch', bad_shape)) if keys]
+        raise SnapshotError(f'network {name!r} ({record["class"]}): state does not match; ' + '; '.join(parts))
+    net.load_state_dict(state, strict=True)
+    return net.to(device)
+
+#----------------------------------------------------------------------------
+# Load a snapshot. Returns dict(nets={name: module}, **plain); with build=False the net records
+# ({'class', 'kwargs', 'state'}) are returned unbuilt. Modules come back as freshly constructed (train
+# mode, parameters requiring grad); callers set eval()/requires_grad_ as their role needs.
+
+def load_snapshot(path, device='cpu', build=True):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SnapshotError(f'snapshot not found: {path}')
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise SnapshotError(f'{path}: not a readable Head3D snapshot (corrupt, or not tensors and plain data only): {e}') from e
+    if not isinstance(data, dict) or data.get('format') != FORMAT:
+        raise SnapshotError(f'{path}: not a Head3D snapshot (no format={FORMAT!r} marker)')
+    if data.get('version') != VERSION:
+        raise SnapshotError(f'{path}: snapshot version {data.get("version")!r} is not supported (expected {VERSION})')
+    nets = data.get('nets')
+    if not isinstance(nets, dict):
+        raise SnapshotError(f'{path}: snapshot has no nets table')
+
+    plain = {k: v for k, v in data.items() if k not in ('format', 'version', 'nets')}
+    if not build:
+        return dict(nets=nets, **plain)
+    built = {}
+    for name, record in nets.items():
+        try:
+            built[name] = _build_net(name, record, device)
+        except SnapshotError as e:
+            raise SnapshotError(f'{path}: {e}') from e
+    return dict(nets=built, **plain)
+
+#----------------------------------------------------------------------------
