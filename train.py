@@ -1,0 +1,105 @@
+"""Train any Head3D stage from a config preset: face (EG3D teacher), head_ft (stage 1), head3d (stage 2), baselines.
+
+    python train.py --config face_tiny --data world/faces.zip --outdir runs/face_tiny
+    torchrun --nproc_per_node 8 train.py --config head_ft --data heads.zip --init face.pt --outdir runs/head_ft
+
+--outdir is the run dir itself: rerunning the same command resumes from its latest snapshot (only --kimg may
+change). --set KEY.SUB=VALUE overrides any config value (VALUE is YAML); --dry-run prints the resolved config.
+"""
+
+import os
+import sys
+
+import click
+
+from training.config import ConfigError, diff_configs, dump_yaml, load_config, read_saved_config, save_config
+
+#----------------------------------------------------------------------------
+# CLI values -> dotted config keys (None = not given); a data flag must name a set the preset has.
+
+def cli_values(cfg_name, data, faces, heads, **scalars):
+    from training.config import read_preset
+    sets = (read_preset(cfg_name).get('data') or {}).keys()
+    values = {}
+    for flag, set_name, path in (('--data', 'main', data), ('--faces', 'faces', faces), ('--heads', 'heads', heads)):
+        if path is None:
+            continue
+        if set_name not in sets:
+            raise ConfigError(f'{flag} sets data.{set_name}, but config {cfg_name!r} has the data sets {sorted(sets)}')
+        values[f'data.{set_name}.path'] = os.path.abspath(path)
+    for key, value in scalars.items():
+        if value is not None and key in ('init_path', 'teacher_path', 'resume'):
+            if not os.path.isfile(value):
+                raise ConfigError(f'--{key.split("_")[0]}: no such file {value}')
+            value = os.path.abspath(value)
+        values[key] = value
+    return values
+
+#----------------------------------------------------------------------------
+
+@click.command(context_settings=dict(help_option_names=['-h', '--help']))
+# Main options.
+@click.option('--config', 'cfg_name', help='Preset name in configs/ or a YAML path', metavar='NAME|PATH', required=True)
+@click.option('--outdir',       help='Run dir (rerun to resume)', metavar='DIR', type=str, default=None)
+@click.option('--data',         help='Main data set (face, head_ft)', metavar='ZIP|DIR', type=str, default=None)
+@click.option('--faces',        help='Faces set (head3d, dft, fh)', metavar='ZIP|DIR', type=str, default=None)
+@click.option('--heads',        help='Multi-view heads set (head3d, dft, fh)', metavar='ZIP|DIR', type=str, default=None)
+@click.option('--init',         help='Snapshot to initialise from (config `init`)', metavar='PT', type=str, default=None)
+@click.option('--teacher',      help='Frozen teacher snapshot', metavar='PT', type=str, default=None)
+@click.option('--resume',       help='Training snapshot to continue when the run dir has none', metavar='PT', type=str, default=None)
+# Overrides.
+@click.option('--set', 'overrides', help='Override KEY.SUB=VALUE (repeatable)', metavar='KEY=VALUE', multiple=True)
+@click.option('--kimg',         help='Training length in kimg', type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option('--batch',        help='Global batch size', type=click.IntRange(min=1), default=None)
+@click.option('--batch-gpu',    help='Batch per rank and round', type=click.IntRange(min=1), default=None)
+@click.option('--seed',         help='Random seed', type=click.IntRange(min=0), default=None)
+# I/O.
+@click.option('--dry-run',      help='Print the resolved config and exit', is_flag=True)
+def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides, kimg, batch, batch_gpu, seed, dry_run):
+    """Train a Head3D stage (see configs/ for the presets)."""
+    from torch_utils import distributed as dist
+    try:
+        values = cli_values(cfg_name, data, faces, heads, init_path=init, teacher_path=teacher, resume=resume,
+                            kimg=kimg, batch=batch, batch_gpu=batch_gpu, seed=seed)
+        cfg = load_config(cfg_name, overrides, values)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if dry_run:
+        click.echo(dump_yaml(cfg), nl=False)
+        return
+    if outdir is None:
+        raise click.ClickException('--outdir is required (the run dir; rerunning the same command resumes it)')
+
+    dist.init()
+    run_dir = os.path.abspath(outdir)
+    if dist.get_rank() == 0:
+        os.makedirs(run_dir, exist_ok=True)
+        old = read_saved_config(run_dir)
+        if old is not None:
+            diffs = diff_configs(old, cfg)
+            if diffs:
+                raise click.ClickException(f'{run_dir} holds a run with another config; only kimg may change on resume. '
+                                           'Differences:\n  ' + '\n  '.join(diffs))
+        save_config(cfg, run_dir)
+    dist.barrier()
+
+    from dnnlib.util import Logger
+    from training.dataset import DatasetError
+    from training.snapshot import SnapshotError
+    from training.training_loop import training_loop
+    logger = Logger(os.path.join(run_dir, 'log.txt')) if dist.get_rank() == 0 else None
+    try:
+        dist.print0(f'Run dir: {run_dir}\n' + dump_yaml(cfg))
+        training_loop(run_dir=run_dir, **cfg)
+    except (DatasetError, SnapshotError, ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        if logger is not None:
+            logger.close()
+        dist.shutdown()
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
