@@ -70,7 +70,7 @@ def test_state_mismatch_names_keys(nets, tmp_path):
 def test_missing_corrupt_and_foreign_files(tmp_path):
     with pytest.raises(SnapshotError, match='not found: .*nope.pt'):
         load_snapshot(tmp_path / 'nope.pt')
-    (tmp_path / 'corrupt.pt').write_bytes(b'\x80\x04garbage')
+    (tmp_path / 'corrupt.pt').write_bytes(b'definitely not a checkpoint')
     with pytest.raises(SnapshotError, match='not a readable'):
         load_snapshot(tmp_path / 'corrupt.pt')
     torch.save({'weights': torch.zeros(2)}, tmp_path / 'other.pt')
