@@ -35,3 +35,20 @@ def write_set(path, num=16, resolution=64, max_yaw_deg=20.0, seed=0):
             entries.append([name, labels[i].tolist()])
         zf.writestr('dataset.json', json.dumps({'labels': entries}))
     return path
+
+#----------------------------------------------------------------------------
+# --set overrides that shrink the tiny preset to 32^2 images, 16^2 neural rendering and a few channels,
+# so that a training step takes a fraction of a second on CPU.
+
+SMALL = [
+    'nets.G.kwargs.img_resolution=32', 'nets.G.kwargs.plane_resolution=16', 'nets.G.kwargs.channel_base=256',
+    'nets.G.kwargs.channel_max=16', 'nets.G.kwargs.z_dim=16', 'nets.G.kwargs.w_dim=16',
+    'nets.G.kwargs.sr_input_resolution=16', 'nets.G.kwargs.sr_channels=[16, 16]',
+    'nets.G.kwargs.rendering_kwargs.depth_resolution=6', 'nets.G.kwargs.rendering_kwargs.depth_resolution_importance=6',
+    'nets.D.kwargs.img_resolution=32', 'nets.D.kwargs.channel_base=256', 'nets.D.kwargs.channel_max=16',
+    'loss.nr_initial=16', 'loss.density_reg_points=32', 'grid_size=[1, 1]', 'workers=0', 'progress=false',
+    'num_threads=1', 'tick_kimg=0.004',
+]
+
+def small_args(overrides=()):
+    return [a for o in list(SMALL) + list(overrides) for a in ('--set', o)]

@@ -76,7 +76,7 @@ def save_grids(G_ema, grid_z, grid_c, run_dir, cur_nimg, writer):
             canvas[:, (i // cols) * h:(i // cols + 1) * h, (i % cols) * w:(i % cols + 1) * w] = x[i]
         img = (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         suffix = {'image': '', 'image_raw': '_raw', 'image_depth': '_depth'}[key]
-        Image.fromarray(img).save(os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}{suffix}.png'))
+        Image.fromarray(img).save(os.path.join(run_dir, f'fakes{cur_nimg:010d}{suffix}.png'))
         if writer is not None:
             writer.add_image(f'Images/{key}', canvas, global_step=cur_nimg)
 

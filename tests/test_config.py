@@ -1,0 +1,76 @@
+"""Config presets, overrides and validation; train.py --dry-run and the resume guard."""
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from train import main
+from training.config import ConfigError, diff_configs, load_config, parse_override
+
+#----------------------------------------------------------------------------
+
+def test_presets_resolve_and_inherit():
+    face = load_config('face')
+    ft = load_config('head_ft')
+    assert face.loss.r1_gamma == 1.0 and face.batch == 32 and face.optim.G.lr == 0.0025
+    assert ft.loss.r1_gamma == 20.0 and ft.batch == 16 and ft.optim.D.lr == 0.002
+    assert ft.augment.enabled and ft.augment.target == 0.6
+    assert ft.loss.density_reg == face.loss.density_reg            # inherited through base: face
+    tiny = load_config('head_ft_tiny')
+    assert tiny.nets.G.preset == 'tiny' and tiny.augment.target == 0.6
+
+def test_overrides_parse_yaml_values():
+    assert parse_override('optim.G.betas=[0, 0.9]') == (['optim', 'G', 'betas'], [0, 0.9])
+    cfg = load_config('face_tiny', ['loss.r1_gamma=5', 'loss.nr_final=null'])
+    assert cfg.loss.r1_gamma == 5 and cfg.loss.nr_final is None
+
+@pytest.mark.parametrize('override, fragment', [
+    ('loss.r1_gama=3', 'loss.r1_gama'),
+    ('kimgs=3', 'kimgs'),
+    ('loss.r1_gamma=abc', 'loss.r1_gamma'),
+    ('batch=0', 'batch'),
+    ('optim.G.lr=-1', 'optim.G.lr'),
+    ('optim.X.lr=1', 'optim.X'),
+    ('nets.D.kwargs.channel_bass=3', 'nets.D.kwargs.channel_bass'),
+    ('data.main.mirrors=true', 'data.main.mirrors'),
+    ('augment.target=1.5', 'augment.target'),
+    ('init.G=nowhere', 'init.G'),
+])
+def test_bad_keys_and_values_name_the_key(override, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace('.', r'\.')):
+        load_config('face_tiny', [override])
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(ConfigError, match='face_tiny'):
+        load_config('no_such_preset')
+
+def test_diff_ignores_kimg_only():
+    a = load_config('face_tiny')
+    b = load_config('face_tiny', ['kimg=99'])
+    c = load_config('face_tiny', ['loss.r1_gamma=7'])
+    assert diff_configs(a, b) == []
+    assert diff_configs(a, c) == ['loss.r1_gamma: 1.0 -> 7']
+
+#----------------------------------------------------------------------------
+
+def test_dry_run_prints_and_writes_nothing(tmp_path):
+    out = tmp_path / 'run'
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--dry-run', '--set', 'loss.r1_gamma=4'])
+    assert res.exit_code == 0, res.output
+    assert 'r1_gamma: 4' in res.output and 'class: training.networks.TriPlaneGenerator' in res.output
+    assert not out.exists()
+
+def test_cli_errors_are_clear(tmp_path):
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--dry-run', '--set', 'loss.bogus=1'])
+    assert res.exit_code != 0 and 'loss.bogus' in res.output
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--dry-run', '--faces', str(tmp_path)])
+    assert res.exit_code != 0 and 'data.faces' in res.output
+
+def test_resume_refuses_changed_config(tmp_path):
+    out = tmp_path / 'run'
+    os.makedirs(out)
+    from training.config import save_config
+    save_config(load_config('face_tiny'), str(out))
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--set', 'loss.r1_gamma=3'])
+    assert res.exit_code != 0 and 'loss.r1_gamma: 1.0 -> 3' in res.output
