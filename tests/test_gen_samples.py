@@ -150,6 +150,14 @@ def test_video_bad_grid(snap, tmp_path):
 #----------------------------------------------------------------------------
 # shapes
 
+def test_grid_coords_chunks_and_depth_shading():
+    full = generate.grid_coords(5, 2.0)
+    assert torch.equal(torch.cat([generate.grid_coords(5, 2.0, i, i + 7) for i in range(0, 125, 7)]), full)
+    assert torch.equal(full.reshape(5, 5, 5, 3)[1, 2, 4], torch.tensor([1.0, 0.0, -0.5]))  # [z, y, x] -> (x, y, z)
+    depth = torch.tensor([2.25, 2.46, 3.3]).reshape(1, 1, 1, 3)
+    assert generate.depth_to_uint8(depth)[0, 0, :, 0].tolist() == [255, 204, 0]         # near = bright
+    assert generate.depth_to_uint8(depth, 2.0, 4.0)[0, 0, :, 0].tolist() == [223, 196, 89]
+
 def test_mesh_from_volume_sphere_points_outward():
     res, box = 24, 1.0
     xyz = generate.grid_coords(res, box).numpy().reshape(res, res, res, 3)

@@ -260,12 +260,13 @@ def to_uint8(images):
     images = (images.float().clamp(-1, 1) + 1) * 127.5
     return images.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
-# Depth [N,1,H,W] -> uint8 [N,H,W,3] grey, near = bright, normalised per image (or over the batch).
-def depth_to_uint8(depth, per_image=True):
-    d = -depth.float()
-    dims = (1, 2, 3) if per_image else (0, 1, 2, 3)
-    lo, hi = d.amin(dim=dims, keepdim=True), d.amax(dim=dims, keepdim=True)
-    d = (d - lo) / (hi - lo).clamp(min=1e-8)
+# Depth [N,1,H,W] -> uint8 [N,H,W,3] grey, near = bright; normalised per image unless a fixed [near, far]
+# range is given (videos use the ray range, so the shading does not flicker between frames).
+def depth_to_uint8(depth, near=None, far=None):
+    d = depth.float()
+    if near is None or far is None:
+        near, far = d.amin(dim=(1, 2, 3), keepdim=True), d.amax(dim=(1, 2, 3), keepdim=True)
+    d = ((far - d) / torch.as_tensor(far - near).clamp(min=1e-8)).clamp(0, 1)
     return (d * 255).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 # Tile uint8 images [R*C,H,W,3] (row-major) into one [R*H, C*W, 3] image.
@@ -276,14 +277,15 @@ def make_grid(images, rows, cols):
         raise ValueError(f'make_grid needs {rows}x{cols}={rows * cols} images, got {n}')
     return images.reshape(rows, cols, h, w, ch).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, ch)
 
-# Convert one render kind ('image', 'raw' or 'depth') of a render dict with leading dims [N] to uint8.
-def render_to_uint8(out, kind, depth_per_image=True):
+# Convert one render kind ('image', 'raw' or 'depth') of a render dict with leading dims [N] to uint8;
+# depth_range = (near, far) fixes the depth normalisation (default: per image).
+def render_to_uint8(out, kind, depth_range=(None, None)):
     if kind == 'image':
         return to_uint8(out['image'])
     if kind == 'raw':
         return to_uint8(out['image_raw'])
     if kind == 'depth':
-        return depth_to_uint8(out['image_depth'], per_image=depth_per_image)
+        return depth_to_uint8(out['image_depth'], *depth_range)
     raise ValueError(f'unknown render kind {kind!r}: use image, raw or depth')
 
 #----------------------------------------------------------------------------
@@ -316,32 +318,34 @@ def orbit_frames(G, seeds, grid, num_frames, kind='image', pitch_deg=0.0, pitch_
     ws = seeds_to_ws(G, seeds, c_cond=front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
                      truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
     planes = synthesize_planes(G, ws, batch=batch)
+    depth_range = (G.rendering.ray_start, G.rendering.ray_end)
     for f in range(num_frames):
         out = render_planes_batched(G, planes, ws, labels[f:f + 1].expand(len(seeds), -1), nrr=nrr, batch=batch)
         if progress is not None:
             progress.update(1)
-        yield make_grid(render_to_uint8(out, kind), rows, cols)
+        yield make_grid(render_to_uint8(out, kind, depth_range), rows, cols)
 
 #----------------------------------------------------------------------------
 # Shapes. The density grid spans the renderer's box [-box_warp/2, box_warp/2]^3 with res points per axis.
 # The array is indexed [z, y, x] (MRC's section/row/column order), so ChimeraX shows the axes as the world's.
 
-def grid_coords(res, box_warp):
+def grid_coords(res, box_warp, start=0, stop=None):
     axis = torch.linspace(-box_warp / 2, box_warp / 2, res)
-    zz, yy, xx = torch.meshgrid(axis, axis, axis, indexing='ij')
-    return torch.stack([xx, yy, zz], dim=-1).reshape(-1, 3)                          # [res^3, 3] as (x, y, z)
+    idx = torch.arange(start, res ** 3 if stop is None else min(stop, res ** 3))     # flat [z, y, x] index
+    return torch.stack([axis[idx % res], axis[(idx // res) % res], axis[idx // (res * res)]], dim=-1)  # [M,3] (x,y,z)
 
 # Raw density sigma (G.query_field, before the renderer's shift and activation) of one planes [1,3,C,H,W]
-# on the res^3 grid, queried in chunks: float32 numpy [res, res, res] indexed [z, y, x].
+# on the res^3 grid, queried in chunks (the coordinates too, so 512^3 fits in memory): float32 numpy
+# [res, res, res] indexed [z, y, x].
 @torch.no_grad()
 def sample_density(G, planes, res, chunk=1 << 18, progress=None):
     if res < 8:
         raise ValueError(f'shape resolution {res} is too small: use at least 8')
-    coords = grid_coords(res, float(G.rendering.box_warp))
-    sigma = torch.empty(coords.shape[0])
-    for i in range(0, coords.shape[0], chunk):
-        part = coords[i:i + chunk].to(planes.device)[None]
-        sigma[i:i + chunk] = G.query_field(planes, part)['sigma'][0, :, 0].float().cpu()
+    box_warp = float(G.rendering.box_warp)
+    sigma = torch.empty(res ** 3)
+    for i in range(0, res ** 3, chunk):
+        part = grid_coords(res, box_warp, i, i + chunk).to(planes.device)[None]
+        sigma[i:i + part.shape[1]] = G.query_field(planes, part)['sigma'][0, :, 0].float().cpu()
         if progress is not None:
             progress.update(part.shape[1])
     return sigma.reshape(res, res, res).numpy()
