@@ -1,0 +1,61 @@
+"""A few training steps of face_tiny and head_ft_tiny (ADA with p > 0, R1 through the augment pipe)."""
+
+import json
+import os
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tests._world import small_args, write_set
+from train import main
+from training.checkpoint import latest_snapshot
+from training.snapshot import load_snapshot
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp('world')
+    return dict(faces=write_set(str(root / 'faces.zip'), resolution=32),
+                heads=write_set(str(root / 'heads.zip'), resolution=32, max_yaw_deg=180, seed=1))
+
+def run(args):
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res
+
+@pytest.fixture(scope='module')
+def face_run(world, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('face'))
+    run(['--config', 'face_tiny', '--data', world['faces'], '--outdir', out, '--kimg', '0.012'] + small_args())
+    return out
+
+def test_face_tiny_runs_and_snapshot_loads(face_run):
+    path = latest_snapshot(face_run)
+    assert os.path.basename(path) == 'snapshot-0000000012.pt'
+    snap = load_snapshot(path)
+    assert {'G', 'D', 'G_ema'} <= set(snap['nets']) and snap['cur_nimg'] == 12 and snap['step'] == 3
+    assert snap['config']['loss']['class'] == 'training.losses.eg3d.EG3DLoss'
+    lines = [json.loads(l) for l in open(os.path.join(face_run, 'stats.jsonl'))]
+    names = set().union(*lines)
+    for term in ('Loss/G/gan', 'Loss/D/real', 'Loss/D/fake', 'Loss/r1_penalty', 'Loss/G/density_reg'):
+        assert term in names
+    assert all(v['mean'] == v['mean'] for l in lines for k, v in l.items() if k.startswith('Loss/'))   # no NaN
+    assert os.path.isfile(os.path.join(face_run, 'fakes0000000012.png'))
+    # G_ema moved away from its init but differs from G (it is an average)
+    g, ge = snap['nets']['G'].state_dict(), snap['nets']['G_ema'].state_dict()
+    assert any(not torch.equal(g[k], ge[k]) for k in g if g[k].is_floating_point())
+
+def test_head_ft_tiny_with_ada_from_init(world, face_run, tmp_path):
+    out = str(tmp_path / 'ft')
+    init = latest_snapshot(face_run)
+    run(['--config', 'head_ft_tiny', '--data', world['heads'], '--init', init, '--outdir', out, '--kimg', '0.016']
+        + small_args(['augment.p=0.5', 'loss.r1_interval=2']))
+    snap = load_snapshot(latest_snapshot(out))
+    assert snap['ada_p'] is not None and snap['ada_p'] != 0.5              # the controller moved p
+    lines = [json.loads(l) for l in open(os.path.join(out, 'stats.jsonl'))]
+    assert any('Loss/r1_penalty' in l for l in lines)
+    # initialised from the face run: 4 Adam steps of lr 0.0025 move a weight by ~0.01, a fresh init by ~1
+    face_G = load_snapshot(init)['nets']['G'].state_dict()
+    ft_G = snap['nets']['G'].state_dict()
+    for k in [k for k in face_G if 'mapping' in k and k.endswith('weight')]:
+        assert (face_G[k] - ft_G[k]).abs().max() < 0.05, k
