@@ -540,10 +540,10 @@ def write_ply(path, verts, faces):
 # Build the synthetic world into outdir: faces.zip (num_faces identities, one near-frontal view each),
 # heads.zip (num_head_ids identities x views_per_head views over 360 degrees) and identities.json; with
 # mesh=True also meshes/head_XXXX.ply per head identity. Same arguments -> byte-identical files.
-# progress: None, or a callable(n) told about every n images rendered.
+# progress: True (a tqdm bar), False/None (silent) or a callable(n) told about every n images rendered.
 
 def build_world(outdir, num_faces=2000, num_head_ids=50, views_per_head=24, resolution=64, seed=0,
-                progress=None, mesh=False, batch_size=16):
+                progress=True, mesh=False, batch_size=16):
     for name, value, low in [('num_faces', num_faces, 1), ('num_head_ids', num_head_ids, 1),
                              ('views_per_head', views_per_head, 1), ('resolution', resolution, 8),
                              ('batch_size', batch_size, 1)]:
@@ -570,8 +570,17 @@ def build_world(outdir, num_faces=2000, num_head_ids=50, views_per_head=24, reso
         head_items += [(v['image'], params, float(yaw[k]), float(pitch[k])) for k, v in enumerate(views)]
 
     face_items = [(f['image'], f['params'], float(yaws[f['id']]), float(pitches[f['id']])) for f in faces]
-    _write_set(os.path.join(outdir, 'faces.zip'), face_items, resolution, batch_size, progress)
-    _write_set(os.path.join(outdir, 'heads.zip'), head_items, resolution, batch_size, progress)
+    bar = None
+    if progress is True:
+        import tqdm
+        bar = tqdm.tqdm(total=len(face_items) + len(head_items), unit='img', desc='synthetic world')
+        progress = bar.update
+    try:
+        _write_set(os.path.join(outdir, 'faces.zip'), face_items, resolution, batch_size, progress or None)
+        _write_set(os.path.join(outdir, 'heads.zip'), head_items, resolution, batch_size, progress or None)
+    finally:
+        if bar is not None:
+            bar.close()
     if mesh:
         os.makedirs(os.path.join(outdir, 'meshes'), exist_ok=True)
         for h in heads:
