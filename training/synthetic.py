@@ -103,17 +103,29 @@ def sample_identity(rng):
 
 # Approximate signed distance to an ellipsoid (Quilez's k0 (k0 - 1) / k1 bound; exact on spheres).
 def _ellipsoid(p, center, radii):
-    c = p.new_tensor(center)
-    r = p.new_tensor(radii)
-    q = p - c
-    k0 = torch.linalg.vector_norm(q / r, dim=-1)
-    k1 = torch.linalg.vector_norm(q / (r * r), dim=-1).clamp_min(1e-8)
+    q = p - _const(center)
+    inv_r = _const(radii, invert=True)
+    a = q * inv_r
+    k0 = torch.linalg.vector_norm(a, dim=-1)
+    k1 = torch.linalg.vector_norm(a * inv_r, dim=-1).clamp_min(1e-8)
     return k0 * (k0 - 1) / k1
 
 # Unit outward normal of an ellipsoid's level sets at p.
 def _ellipsoid_normal(p, center, radii):
-    r = p.new_tensor(radii)
-    return torch.nn.functional.normalize((p - p.new_tensor(center)) / (r * r), dim=-1)
+    inv_r = _const(radii, invert=True)
+    return torch.nn.functional.normalize((p - _const(center)) * (inv_r * inv_r), dim=-1)
+
+# float32 CPU tensor of a 3-tuple (or of its reciprocal), cached: the parts' constants are reused every call.
+_CONSTS = {}
+def _const(values, invert=False):
+    key = (tuple(values), invert)
+    t = _CONSTS.get(key)
+    if t is None:
+        t = torch.tensor([1.0 / v if invert else v for v in values], dtype=torch.float32)
+        if len(_CONSTS) > 100000:
+            _CONSTS.clear()
+        _CONSTS[key] = t
+    return t
 
 # Signed distance to a torus around the z axis through center (ring radius R, tube radius t).
 def _torus_z(p, center, ring, tube):
@@ -399,7 +411,7 @@ class HeadField:
 # Render options for the synthetic world: white background, deterministic samples, density as is (relu, no
 # shift), samples over [0, span] from where each ray enters its identity's culling boxes.
 
-def render_options(span, depth_resolution=24, depth_resolution_importance=16):
+def render_options(span, depth_resolution=16, depth_resolution_importance=16):
     return RenderOptions(ray_start=0.0, ray_end=float(span), depth_resolution=depth_resolution,
                          depth_resolution_importance=depth_resolution_importance, white_back=True,
                          clamp_mode='relu', density_shift=0.0, deterministic=True)
@@ -408,7 +420,7 @@ def render_options(span, depth_resolution=24, depth_resolution_importance=16):
 # Render identities (one per label) at labels [N,25]: dict(image [N,3,H,W] in [-1,1], alpha [N,1,H,W]).
 # Only rays that cross their identity's culling boxes are rendered (the field is exactly zero outside them);
 # the others stay white with alpha 0. With opts=None each ray is sampled from its box entry over the longest
-# box chord of the batch (24 + 16 deterministic samples); given opts are used as is, from the camera.
+# box chord of the batch (16 + 16 deterministic samples); given opts are used as is, from the camera.
 
 def render_heads_with_alpha(params_list, labels, resolution, opts=None):
     labels = torch.as_tensor(labels, dtype=torch.float32)
