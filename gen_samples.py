@@ -106,7 +106,17 @@ def _checked(fn, *args, **kwargs):
 
 @click.group()
 def cli():
-    """Generate samples from a tri-plane generator snapshot."""
+    """Generate samples from a tri-plane generator snapshot.
+
+    \b
+    images  multi-view PNGs and a seeds x views grid
+    video   360-degree orbit mp4s of a grid of seeds
+    shapes  density .mrc and coloured marching-cubes .ply (.obj)
+    interp  w-space interpolation strips (and mp4)
+    edit    w + strength * direction strips
+
+    Run "gen_samples.py COMMAND --help" for the options of each command.
+    """
 
 #----------------------------------------------------------------------------
 
@@ -198,7 +208,10 @@ def shapes(network_path, outdir, device, batch, truncation_psi, truncation_cutof
             sigma = generate.sample_density(G, planes, shape_res, chunk=chunk, progress=bar)
         stem = os.path.join(outdir, f'seed{seed:04d}')
         generate.write_mrc(stem + '.mrc', sigma, box)
-        verts, faces = _checked(generate.mesh_from_volume, sigma, level, box)
+        try:
+            verts, faces = generate.mesh_from_volume(sigma, level, box)
+        except ValueError as e:
+            raise click.ClickException(f'seed {seed}: {e} (--level; the volume is in {stem}.mrc)')
         colors = generate.vertex_colors(G, planes, verts, chunk=chunk)
         generate.write_ply(stem + '.ply', verts, faces, colors)
         if obj:
