@@ -150,7 +150,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
         raise ValueError(f'upfirdn2d: x of shape {list(x.shape)} with up={up}, padding={padding} is smaller '
                          f'than the filter ({fh}x{fw}); the output would be empty')
     gain = float(gain)
-    if custom_ops.wants_cuda(x, impl, 'upfirdn2d') and _init():
+    # the kernel has no gradient for f, so a trainable filter takes the (differentiable) reference path
+    if custom_ops.wants_cuda(x, impl, 'upfirdn2d') and not f.requires_grad and _init():
         return _upfirdn2d_cuda(x, f, upx, upy, downx, downy, padding, flip_filter, gain)
     y = _upfirdn2d_ref(x, f, upx, upy, downx, downy, padding, flip_filter, gain)
     assert y.shape[2:] == (out_h, out_w)
