@@ -205,7 +205,7 @@ def test_shapes_impossible_level(snap, tmp_path):
 
 def test_interp_endpoints_equal_seed_images(snap, G, tmp_path):
     res = run('interp', '--network', snap, '--outdir', tmp_path, '--seeds', '2,5', '--steps', 3, '--nrr', NRR,
-              '--video-frames', 4, '--fps', 8, '--batch', 1)
+              '--video-frames', 2, '--fps', 8, '--batch', 1)
     assert res.exit_code == 0, res.output
     strip = png(tmp_path / 'interp_0002-0005.png')
     assert strip.shape == (64, 3 * 64, 3)
@@ -213,7 +213,7 @@ def test_interp_endpoints_equal_seed_images(snap, G, tmp_path):
     assert np.array_equal(strip[:, :64], own[0])
     assert np.array_equal(strip[:, 128:], own[1])
     assert not np.array_equal(strip[:, 64:128], own[0])
-    assert len(imageio.mimread(tmp_path / 'interp_0002-0005.mp4', format='FFMPEG')) == 4
+    assert len(imageio.mimread(tmp_path / 'interp_0002-0005.mp4', format='FFMPEG')) == 2
 
 def test_interpolate_ws_counts():
     ws = torch.randn(3, 4, 8)
@@ -226,14 +226,14 @@ def test_edit_strength_zero_is_original(snap, G, tmp_path):
     direction = np.random.RandomState(0).randn(G.w_dim).astype(np.float32)
     np.save(tmp_path / 'dir.npy', direction)
     res = run('edit', '--network', snap, '--outdir', tmp_path, '--seeds', '1,4', '--direction', tmp_path / 'dir.npy',
-              '--strengths', '-3,0,3', '--nrr', NRR, '--batch', 1)
+              '--strengths', '-3,0', '--nrr', NRR, '--batch', 1)
     assert res.exit_code == 0, res.output
     strip = png(tmp_path / 'edit_dir.png')
-    assert strip.shape == (2 * 64, 3 * 64, 3)
+    assert strip.shape == (2 * 64, 2 * 64, 3)
     own = generate.to_uint8(generate.render_seed_views(G, [1, 4], [(0.0, 0.0)], nrr=NRR, batch=1)['image'][:, 0])
     assert np.array_equal(strip[:64, 64:128], own[0]) and np.array_equal(strip[64:, 64:128], own[1])
     assert not np.array_equal(strip[:64, :64], own[0])
-    assert json.loads((tmp_path / 'edit_dir.json').read_text())['strengths'] == [-3.0, 0.0, 3.0]
+    assert json.loads((tmp_path / 'edit_dir.json').read_text())['strengths'] == [-3.0, 0.0]
 
 def test_edit_direction_shapes(snap, G, tmp_path):
     for shape in [(G.w_dim,), (1, G.w_dim), (G.num_ws, G.w_dim)]:

@@ -105,6 +105,7 @@ def test_cli_second_network_region_channels(snaps, tmp_path):
     rows = {row['swap']: row for row in json.loads((tmp_path / 'plane_swap.json').read_text())['rows']}
     assert rows['all']['sim_A'] < 0.999
 
+@pytest.mark.filterwarnings('ignore:`torch.jit:FutureWarning')
 def test_id_model(snaps, tmp_path):
     # A TorchScript stand-in for a face-recognition model: mean colour per channel as the embedding.
     class MeanColour(torch.nn.Module):
