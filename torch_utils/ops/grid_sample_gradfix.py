@@ -1,11 +1,12 @@
 """Bilinear `grid_sample` with double backward, as ADA's geometric augmentation needs inside R1.
 
 StyleGAN2-ADA needed a private-API "gradfix" because `F.grid_sample` could not be differentiated twice.
-PyTorch 2.x differentiates it twice natively (checked by tests/test_ops_grid_sample.py on every supported
-version), so this module is a thin wrapper that fixes ADA's settings and gives callers one stable import.
+PyTorch 2.x differentiates it twice natively, so this module is a thin wrapper that fixes ADA's settings and
+gives callers one stable import. tests/test_ops_conv2d_resample.py checks it with gradgradcheck.
 
-What is supported: first derivatives with respect to `input` and `grid`; second derivatives with respect
-to `input` (through the gradient of either). R1 only needs the latter, as ADA's grid does not require grad.
+What is supported: first derivatives with respect to `input` and `grid`, and second derivatives with respect
+to `input` (what R1 needs: ADA's grid does not require grad). On torch 2.14 gradgradcheck also passes with
+respect to `grid`; that is tested but not relied on.
 """
 
 import torch
