@@ -53,31 +53,38 @@ FLOATS = _ParsedType('floats', generate.parse_floats)
 GRID = _ParsedType('grid', _parse_grid)
 
 #----------------------------------------------------------------------------
-# Options shared by every subcommand.
+# Options shared by every subcommand, and those of the subcommands that render images.
+
+def _apply(fn, options):
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 def _common_options(fn):
-    options = [
+    return _apply(fn, [
         click.option('--network', 'network_path', help='Network snapshot (.pt); uses G_ema if present, else G',
                      metavar='PATH', required=True),
         click.option('--outdir', help='Where to write the outputs', metavar='DIR', required=True),
         click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',
                      show_default=True),
-        click.option('--batch', help='Renders per forward pass', type=click.IntRange(min=1), default=4,
-                     show_default=True),
         click.option('--trunc', 'truncation_psi', help='Truncation psi', type=float, default=1.0, show_default=True),
         click.option('--trunc-cutoff', 'truncation_cutoff', help='Truncation cutoff (layers; default all)',
                      type=click.IntRange(min=0), default=None),
-        click.option('--fov-deg', help='Field of view in degrees (EG3D diagonal convention); default: FFHQ focal '
-                     '4.2647', type=click.FloatRange(min=0, max=180, min_open=True, max_open=True), default=None),
+        click.option('--fov-deg', help='Field of view in degrees (EG3D diagonal convention) of the cameras, the '
+                     'conditioning one included; default: FFHQ focal 4.2647',
+                     type=click.FloatRange(min=0, max=180, min_open=True, max_open=True), default=None),
+    ])
+
+def _render_options(fn):
+    return _apply(fn, [
+        click.option('--batch', help='Renders per forward pass', type=click.IntRange(min=1), default=4,
+                     show_default=True),
         click.option('--nrr', help='Neural rendering resolution override (default: the network\'s)',
                      type=int, default=None),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    ])
 
 # Load the generator and prepare the output folder; every failure is a ClickException naming the cause.
-def _setup(network_path, outdir, device, nrr):
+def _setup(network_path, outdir, device, nrr=None):
     if nrr is not None and nrr <= 0:
         raise click.BadParameter(f'{nrr} is not a positive resolution', param_hint='--nrr')
     try:
@@ -122,6 +129,7 @@ def cli():
 
 @cli.command()
 @_common_options
+@_render_options
 @click.option('--seeds', help='Seeds, e.g. 0-3,7', type=SEEDS, required=True)
 @click.option('--views', help='Preset (front, side, back, ring4, ring8) and/or yaw:LIST, pitch:LIST in degrees, '
               'joined by ";"', type=VIEWS, default='front', show_default=True)
@@ -153,6 +161,7 @@ def images(network_path, outdir, device, batch, truncation_psi, truncation_cutof
 
 @cli.command()
 @_common_options
+@_render_options
 @click.option('--seeds', help='Seeds, e.g. 0-3 (rows x columns of them)', type=SEEDS, required=True)
 @click.option('--grid', help='Grid of seeds, rows x columns', type=GRID, default='1x1', show_default=True)
 @click.option('--frames', help='Frames in the 360-degree orbit', type=click.IntRange(min=1), default=120,
@@ -193,12 +202,12 @@ def video(network_path, outdir, device, batch, truncation_psi, truncation_cutoff
 @click.option('--obj', is_flag=True, help='Also write a Wavefront .obj (vertex colours as v x y z r g b)')
 @click.option('--chunk', help='Points per query_field call', type=click.IntRange(min=1), default=1 << 18,
               show_default=True)
-def shapes(network_path, outdir, device, batch, truncation_psi, truncation_cutoff, fov_deg, nrr, seeds, shape_res,
-           level, obj, chunk):
+def shapes(network_path, outdir, device, truncation_psi, truncation_cutoff, fov_deg, seeds, shape_res, level, obj,
+           chunk):
     """Density volumes (.mrc, float32 sigma) and coloured marching-cubes meshes (.ply, optional .obj)."""
     if shape_res < 8:
         raise click.BadParameter(f'{shape_res} is too small: use at least 8', param_hint='--shape-res')
-    G, device = _setup(network_path, outdir, device, nrr)
+    G, device = _setup(network_path, outdir, device)
     box = float(G.rendering.box_warp)
     ws = generate.seeds_to_ws(G, seeds, c_cond=generate.front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
                               truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
@@ -223,6 +232,7 @@ def shapes(network_path, outdir, device, batch, truncation_psi, truncation_cutof
 
 @cli.command()
 @_common_options
+@_render_options
 @click.option('--seeds', help='Two or more seeds to interpolate between, e.g. 0,1,5', type=SEEDS, required=True)
 @click.option('--steps', help='Images per segment in the strip, both ends included', type=click.IntRange(min=2),
               default=7, show_default=True)
@@ -271,6 +281,7 @@ def interp(network_path, outdir, device, batch, truncation_psi, truncation_cutof
 
 @cli.command()
 @_common_options
+@_render_options
 @click.option('--seeds', help='Seeds to edit, one strip row each', type=SEEDS, required=True)
 @click.option('--direction', 'direction_path', help='Direction in w space (.npy: [w_dim], [1, w_dim] or '
               '[num_ws, w_dim]), e.g. an InterFaceGAN boundary', metavar='NPY', required=True)

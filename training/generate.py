@@ -12,7 +12,6 @@ import re
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from training import cameras
 
