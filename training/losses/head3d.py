@@ -180,6 +180,8 @@ class Head3DLoss:
                 phases += [Phase('Dreg', 'D', self.r1_interval['front'])]
             return phases
         for side in SIDES:
+            if self.lambdas[f'gan_{side}'] == 0:
+                continue        # that D would never reach G (ablation "w/o L_gan_front"): leave it untrained
             phases += [Phase(f'D_{side}_main', f'D_{side}', 1)]
             if self.r1_gamma[side] > 0:
                 phases += [Phase(f'D_{side}_reg', f'D_{side}', self.r1_interval[side])]
@@ -351,9 +353,12 @@ class Head3DLoss:
         logits_real = run_D(D, {k: v.detach() for k, v in real.items()}, c_real, 0, self.augment_pipe)
         loss_real = nonsaturating_d_real(logits_real).mean()
         (loss_fake + loss_real).mul(gain).backward()
-        return {f'Loss/{name}/fake': loss_fake.detach(), f'Loss/{name}/real': loss_real.detach(),
-                f'Loss/{name}/score_fake': logits_fake.mean().detach(),
-                f'Loss/{name}/score_real': logits_real.mean().detach()}
+        terms = {f'Loss/{name}/fake': loss_fake.detach(), f'Loss/{name}/real': loss_real.detach(),
+                 f'Loss/{name}/score_fake': logits_fake.mean().detach(),
+                 f'Loss/{name}/score_real': logits_real.mean().detach()}
+        if name != 'D_front':   # ADA's overfitting heuristic follows the discriminator of the scarce back views
+            terms['Loss/signs/real'] = logits_real.sign().detach()
+        return terms
 
     # R1 penalty per sample [n] of D at the reals (image and image_raw).
     def _r1(self, D, real, c_real):
@@ -410,3 +415,14 @@ class EG3DTwoSetLoss(EG3DLoss):
         img = torch.where(coin[:, None, None, None], img_h[:n], img_f[:n])
         c = torch.where(coin[:, None], c_h[:n], c_f[:n])
         return super().accumulate_gradients(phase, dict(batch, mixed=(img, c)), gain, cur_nimg)
+
+# Expose the full keyword list (EG3DLoss's minus data_set, plus heads_fraction) so that config validation checks
+# every loss key and its type by name.
+def _two_set_signature():
+    own = inspect.signature(EG3DTwoSetLoss.__init__).parameters
+    base = inspect.signature(EG3DLoss.__init__).parameters
+    params = [p for p in own.values() if p.kind != p.VAR_KEYWORD]
+    params += [p for name, p in base.items() if name not in own and name != 'data_set']
+    return inspect.Signature(params)
+
+EG3DTwoSetLoss.__init__.__signature__ = _two_set_signature()
