@@ -72,21 +72,21 @@ def sample_identity(rng):
     hair = _jitter(rng, hair_rgb, 0.04)
     params = dict(
         skull=dict(radii=[_f(u(0.145, 0.165)), _f(u(0.175, 0.195)), _f(u(0.185, 0.205))]),
-        jaw=dict(radii=[_f(u(0.11, 0.135)), _f(u(0.13, 0.15)), _f(u(0.13, 0.15))], y=_f(u(-0.08, -0.06))),
+        jaw=dict(radii=[_f(u(0.11, 0.135)), _f(u(0.13, 0.15)), _f(u(0.13, 0.15))], y=_f(u(-0.1, -0.08))),
         neck=dict(radius=_f(u(0.065, 0.085))),
         skin=_jitter(rng, skin, 0.03),
-        eyes=dict(spacing=_f(u(0.048, 0.06)), y=_f(u(0.005, 0.03)), radius=_f(u(0.02, 0.025)),
+        eyes=dict(spacing=_f(u(0.048, 0.06)), y=_f(u(-0.015, 0.01)), radius=_f(u(0.02, 0.025)),
                   iris=_jitter(rng, iris_rgb, 0.05), iris_name=iris_name),
         brows=dict(height=_f(u(0.032, 0.045)), thickness=_f(u(0.004, 0.009)), length=_f(u(0.022, 0.032))),
         nose=dict(length=_f(u(0.035, 0.05)), width=_f(u(0.014, 0.022)), depth=_f(u(0.022, 0.038))),
-        mouth=dict(y=_f(u(-0.115, -0.095)), width=_f(u(0.028, 0.042)), fullness=_f(u(0.008, 0.014)),
+        mouth=dict(y=_f(u(-0.135, -0.115)), width=_f(u(0.028, 0.042)), fullness=_f(u(0.008, 0.014)),
                    lips=[_f(c) for c in np.clip(np.array(skin) * [0.85, 0.5, 0.5] + [0.12, 0.0, 0.02], 0, 1)]),
         ears=dict(size=_f(u(0.038, 0.055)), protrusion=_f(u(0.012, 0.022))),
         hair=dict(color=hair, color_name=hair_name,
                   thickness=_f(u(0.012, 0.04)),       # shell thickness over the skull
-                  hairline=_f(u(0.08, 0.16)),          # height of the front hairline
+                  hairline=_f(u(0.06, 0.14)),          # height of the front hairline
                   sideburn=_f(u(-0.02, 0.06)),         # hair is cut away in front of this depth (below the hairline)
-                  bottom=_f(u(-0.38, -0.04)),          # how far down the back and neck it reaches
+                  bottom=_f(u(-0.4, -0.06)),          # how far down the back and neck it reaches
                   strands=_f(u(30, 70))),              # strand texture frequency
         glasses=None,
         hat=None,
@@ -94,7 +94,7 @@ def sample_identity(rng):
     if u(0, 1) < GLASSES_PROB:
         params['glasses'] = dict(color=_jitter(rng, (0.08, 0.08, 0.1), 0.06), rim=_f(u(0.028, 0.036)))
     if u(0, 1) < HAT_PROB:
-        params['hat'] = dict(color=[_f(c) for c in rng.uniform(0.1, 0.9, size=3)], line=_f(u(0.05, 0.1)),
+        params['hat'] = dict(color=[_f(c) for c in rng.uniform(0.1, 0.9, size=3)], line=_f(u(0.03, 0.08)),
                              brim=bool(u(0, 1) < 0.5))
     return params
 
@@ -150,11 +150,11 @@ class _Head:
     def __init__(self, params):
         self.params = params
         sk = params['skull']['radii']
-        self.skull = ((0.0, 0.04, -0.02), tuple(sk))
+        self.skull = ((0.0, 0.02, -0.02), tuple(sk))
         jw = params['jaw']['radii']
         self.jaw = ((0.0, params['jaw']['y'], 0.03), tuple(jw))
         nr = params['neck']['radius']
-        self.neck = ((0.0, -0.29, -0.03), (nr, 0.19, nr * 0.95 + 0.005))
+        self.neck = ((0.0, -0.31, -0.03), (nr, 0.18, nr * 0.95 + 0.005))
 
         # Face features sit on the skull + jaw surface.
         eyes, brows, nose, mouth = params['eyes'], params['brows'], params['nose'], params['mouth']
@@ -176,8 +176,8 @@ class _Head:
         # Hair: a shell over the skull plus a back curtain down to `bottom`, cut away over the face.
         hair = params['hair']
         th = hair['thickness']
-        self.hair_shell = ((0.0, 0.045, -0.025), (sk[0] + th, sk[1] + th, sk[2] + th))
-        top, bottom = 0.04, hair['bottom']
+        self.hair_shell = ((0.0, 0.025, -0.025), (sk[0] + th, sk[1] + th, sk[2] + th))
+        top, bottom = 0.02, hair['bottom']
         self.hair_back = ((0.0, (top + bottom) / 2, -0.05),
                           (sk[0] + th - 0.012, (top - bottom) / 2 + 0.02, sk[2] * 0.72 + th))
         self.hairline, self.sideburn, self.hair_bottom = hair['hairline'], hair['sideburn'], bottom
@@ -195,7 +195,7 @@ class _Head:
         self.hat = None
         if params['hat'] is not None:
             hat = params['hat']
-            self.hat = dict(cap=((0.0, 0.05, -0.025), (sk[0] + th + 0.018, sk[1] + th + 0.02, sk[2] + th + 0.018)),
+            self.hat = dict(cap=((0.0, 0.03, -0.025), (sk[0] + th + 0.018, sk[1] + th + 0.02, sk[2] + th + 0.018)),
                             line=hat['line'],
                             brim=((0.0, hat['line'] + 0.004, sk[2] * 0.55), (0.14, 0.006, 0.14)) if hat['brim'] else None)
 
@@ -340,8 +340,18 @@ class _Head:
             mask |= ((p >= lo) & (p <= hi)).all(dim=-1)
         return mask
 
-    # (density [K], rgb [K,3]) at points p [K,3]. Colour is computed only near the surface, where it can be
-    # seen: far outside the density is ~0, and deeper inside than one coarse sample the transmittance is ~0.
+    # Flat colour [P,3] of each part, in the order of parts(): the colour of points deep inside a part.
+    def base_colors(self, names):
+        prm = self.params
+        flat = dict(skin=prm['skin'], lips=prm['mouth']['lips'], brows=[0.75 * c for c in prm['hair']['color']],
+                    eyes=[0.94, 0.93, 0.9], hair=prm['hair']['color'],
+                    glasses=prm['glasses']['color'] if prm['glasses'] else None,
+                    hat=prm['hat']['color'] if prm['hat'] else None)
+        return torch.tensor([flat[n] for n in names], dtype=torch.float32)
+
+    # (density [K], rgb [K,3]) at points p [K,3]. The shaded, textured colour is computed only near the
+    # surface, where it can be seen; deeper inside a point takes its part's flat colour, far outside white
+    # (the density there is ~0).
     def evaluate(self, p):
         density = p.new_zeros(p.shape[0])
         rgb = p.new_ones(p.shape[0], 3)
@@ -350,15 +360,16 @@ class _Head:
             return density, rgb
         q = p[inside]
         parts, skin_pieces = self.parts(q)
-        sdf = torch.stack(list(parts.values()), dim=-1).amin(dim=-1)
+        stacked = torch.stack(list(parts.values()), dim=-1)                           # [K,P]
+        sdf, nearest = stacked.min(dim=-1)
         density[inside] = DENSITY_SCALE * torch.sigmoid(-sdf / SURFACE_SOFTNESS)
+        colors = torch.where((sdf < 0)[:, None], self.base_colors(list(parts))[nearest], 1.0)
         band = (sdf > -0.04) & (sdf < 0.02)
         if band.any():
             sub = {k: v[band] for k, v in parts.items()}
             sub_pieces = {k: v[band] for k, v in skin_pieces.items()}
-            colors = rgb[inside]
             colors[band] = self.color(q[band], sub, sub_pieces)
-            rgb[inside] = colors
+        rgb[inside] = colors
         return density, rgb
 
 #----------------------------------------------------------------------------
