@@ -17,7 +17,6 @@ import os
 import click
 import numpy as np
 import PIL.Image
-import torch
 from tqdm import tqdm
 
 from training import generate

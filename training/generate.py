@@ -13,7 +13,7 @@ import re
 import numpy as np
 import torch
 
-from training import cameras
+from training import cameras, snapshot
 
 # The renderer options every generation call uses: repeatable renders.
 RENDER_OVERRIDES = dict(deterministic=True)
@@ -167,7 +167,6 @@ def resolve_device(name):
 # Load the generator from a snapshot: G_ema if present, else G, in eval mode without gradients.
 
 def load_generator(path, device='cpu'):
-    from training import snapshot  # imported here so that parsing helpers work without the networks
     if not os.path.isfile(path):
         raise FileNotFoundError(f'network snapshot {path!r} does not exist')
     snap = snapshot.load_snapshot(path, device=device)
