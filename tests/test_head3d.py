@@ -266,3 +266,99 @@ def test_reals_of_the_wrong_side_are_rejected(tiny):
     batch['heads'] = batch['faces']
     with pytest.raises(ValueError, match='yaw_range_deg'):
         loss.accumulate_gradients(Phase('D_back_main', 'D_back'), batch, 1, 0)
+
+#----------------------------------------------------------------------------
+# End to end through train.py: head3d_tiny from a tiny teacher and head_ft snapshot, resume, ablations, baselines.
+
+def _small_sets(nets):
+    G = ['img_resolution=32', 'plane_resolution=16', 'channel_base=256', 'channel_max=16', 'z_dim=16', 'w_dim=16',
+         'sr_input_resolution=16', 'sr_channels=[16, 16]', 'rendering_kwargs.depth_resolution=6',
+         'rendering_kwargs.depth_resolution_importance=6', 'neural_rendering_resolution=16']
+    D = ['img_resolution=32', 'channel_base=256', 'channel_max=16']
+    out = [f'nets.G.kwargs.{s}' for s in G] + [f'nets.{d}.kwargs.{s}' for d in nets if d != 'G' for s in D]
+    return out + ['grid_size=[1, 1]', 'workers=0', 'progress=false', 'num_threads=1', 'tick_kimg=0.004']
+
+def _args(cfg_name, overrides=()):
+    from training.config import load_config
+    nets = load_config(cfg_name).nets
+    extra = ['loss.density_reg_points=32'] + (['loss.nr_initial=16'] if cfg_name.startswith(('dft', 'fh')) else [])
+    return ['--config', cfg_name] + [a for o in _small_sets(nets) + extra + list(overrides) for a in ('--set', o)]
+
+@pytest.fixture(scope='module')
+def stage(tmp_path_factory):
+    from tests._world import write_set
+    from training.config import load_config
+    from training.snapshot import save_snapshot
+    from training.training_loop import net_kwargs
+    from training.networks import DualDiscriminator, TriPlaneGenerator
+    root = tmp_path_factory.mktemp('head3d')
+    faces = write_set(str(root / 'faces.zip'), resolution=32)
+    heads = write_set(str(root / 'heads.zip'), num=24, resolution=32, max_yaw_deg=180, seed=1)
+    # Randomly initialised tiny teacher and head_ft snapshots with the networks the small presets build.
+    cfg = load_config('head3d_tiny', _small_sets(['D_front', 'D_back']))
+    torch.manual_seed(0)
+    snaps = {}
+    for name in ('teacher', 'head_ft'):
+        G = TriPlaneGenerator(**net_kwargs(cfg.nets.G))
+        D = DualDiscriminator(**net_kwargs(cfg.nets.D_front))
+        snaps[name] = str(root / f'{name}.pt')
+        save_snapshot(snaps[name], dict(G=G, G_ema=copy.deepcopy(G), D=D))
+    return dict(faces=faces, heads=heads, **snaps)
+
+def _train(stage, cfg_name, outdir, kimg, overrides=(), teacher=True, init='head_ft'):
+    from click.testing import CliRunner
+    from train import main
+    args = _args(cfg_name, overrides) + ['--faces', stage['faces'], '--heads', stage['heads'], '--init', stage[init],
+                                         '--outdir', str(outdir), '--kimg', str(kimg)]
+    if teacher:
+        args += ['--teacher', stage['teacher']]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+def test_head3d_tiny_trains_and_resumes(stage, tmp_path):
+    import json
+    from training.checkpoint import latest_snapshot
+    from training.snapshot import load_snapshot
+    out = tmp_path / 'run'
+    _train(stage, 'head3d_tiny', out, 0.008)
+    snap = load_snapshot(latest_snapshot(str(out)))
+    assert set(snap['nets']) == {'G', 'G_ema', 'D_front', 'D_back'}             # no teacher in the student snapshot
+    assert set(snap['optim']) == {'G', 'D_front', 'D_back'}
+    assert snap['teacher']['sha256'] and snap['teacher']['path'].endswith('teacher.pt')
+    # D_front starts from the teacher's D, D_back from head_ft's D: two steps at lr 5e-4 stay close to the source.
+    src = {k: load_snapshot(stage[k])['nets']['D'].state_dict() for k in ('teacher', 'head_ft')}
+    for name, key in (('D_front', 'teacher'), ('D_back', 'head_ft')):
+        state = snap['nets'][name].state_dict()
+        w = [k for k in state if k.endswith('weight')]
+        assert max((state[k] - src[key][k]).abs().max() for k in w) < 0.02, name
+    names = set().union(*[json.loads(l) for l in open(out / 'stats.jsonl')])
+    for term in ('Loss/G/kd', 'Loss/G/map', 'Loss/G/rgb', 'Loss/G/lpips_randtrunk', 'Loss/G/gan_front',
+                 'Loss/G/gan_back', 'Loss/D_front/real', 'Loss/D_back/fake', 'Loss/r1_front', 'Loss/r1_back'):
+        assert term in names, term
+    # Resume: rerunning with a longer length continues from the snapshot and restores every optimiser.
+    output = _train(stage, 'head3d_tiny', out, 0.012)
+    assert 'Resuming from' in output
+    resumed = load_snapshot(latest_snapshot(str(out)))
+    assert resumed['cur_nimg'] == 12 and resumed['step'] == 3
+    for name in ('G', 'D_front', 'D_back'):
+        assert resumed['optim'][name]['state'], name
+    # The same 3 steps without the interruption give the same weights (both D and every optimiser restored).
+    straight = tmp_path / 'straight'
+    _train(stage, 'head3d_tiny', straight, 0.012)
+    ref = load_snapshot(latest_snapshot(str(straight)))
+    for name in ('G', 'D_front', 'D_back'):
+        a, b = ref['nets'][name].state_dict(), resumed['nets'][name].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+@pytest.mark.parametrize('cfg_name', ['head3d_no_kd_tiny', 'head3d_no_gan_front_tiny', 'head3d_no_img_tiny',
+                                      'head3d_all_planes_tiny', 'head3d_single_d_tiny', 'dft_tiny', 'fh_tiny'])
+def test_ablations_and_baselines_run_a_step(stage, tmp_path, cfg_name):
+    from training.checkpoint import latest_snapshot
+    from training.snapshot import load_snapshot
+    baseline = cfg_name.startswith(('dft', 'fh'))
+    init = 'teacher' if cfg_name.startswith('dft') else 'head_ft'
+    _train(stage, cfg_name, tmp_path / 'run', 0.004, teacher=not baseline, init=init)
+    snap = load_snapshot(latest_snapshot(str(tmp_path / 'run')))
+    assert snap['cur_nimg'] == 4
+    assert ('D' in snap['nets']) == (baseline or 'single_d' in cfg_name)

@@ -38,9 +38,12 @@ def _lpips_vgg_random_trunk():
     except ImportError as err:
         raise PerceptualError('the perceptual loss needs the `lpips` package (pip install lpips==0.1.4), '
                               'or set perceptual: none') from err
-    with warnings.catch_warnings():
+    # A fixed seed makes the random trunk the same network in every run (and after a resume), without touching
+    # the caller's RNG stream.
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
         # lpips calls torchvision's deprecated `pretrained=` argument; with pnet_rand it means weights=None.
         warnings.simplefilter('ignore', UserWarning)
+        torch.manual_seed(0)
         return lpips.LPIPS(net='vgg', pretrained=True, pnet_rand=True, verbose=False)
 
 #----------------------------------------------------------------------------
