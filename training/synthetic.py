@@ -554,7 +554,8 @@ def head_mesh(params, grid_resolution=128):
 # Write a mesh as binary PLY.
 def write_ply(path, verts, faces):
     import plyfile
-    v = np.array([tuple(x) for x in verts.astype(np.float32)], dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4')])
+    v = np.empty(len(verts), dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4')])
+    v['x'], v['y'], v['z'] = verts[:, 0], verts[:, 1], verts[:, 2]
     f = np.empty(len(faces), dtype=[('vertex_indices', 'i4', (3,))])
     f['vertex_indices'] = faces.astype(np.int32)
     plyfile.PlyData([plyfile.PlyElement.describe(v, 'vertex'), plyfile.PlyElement.describe(f, 'face')]).write(path)
