@@ -300,8 +300,15 @@ def training_loop(
                     raise RuntimeError(f'{nonfinite_in_a_row} non-finite steps in a row (last: phase {phase.name} at kimg '
                                        f'{state.cur_nimg / 1000:.3f}); stopping. The last good snapshot in {run_dir} is intact.')
 
-        # G_ema: exponential moving average of G with ramp-up; buffers copied.
+        # G_ema: exponential moving average of G with ramp-up; buffers copied. Running statistics that each rank
+        # updates from its own samples (w_avg) are averaged over ranks first, so all ranks hold the same nets.
         with torch.no_grad():
+            if dist.is_distributed():
+                for name in loss_obj.trainable:
+                    for b in modules[name].buffers():
+                        if b.is_floating_point():
+                            torch.distributed.all_reduce(b)
+                            b /= world
             ema_nimg = ema_kimg * 1000 if ema_rampup is None else min(ema_kimg * 1000, state.cur_nimg * ema_rampup)
             beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
             for p_ema, p in zip(modules['G_ema'].parameters(), modules['G'].parameters()):
