@@ -180,7 +180,7 @@ def training_loop(
         k = max([p.interval for p in phases if p.net == name] + [1])
         ratio = k / (k + 1) if k > 1 else 1      # lazy regularisation (StyleGAN2 appendix B)
         o = optim[name]
-        betas = [b ** ratio for b in o.get('betas', [0, 0.99])]
+        betas = [float(b) ** ratio for b in o.get("betas", [0.0, 0.99])]
         opts[name] = torch.optim.Adam(modules[name].parameters(), lr=o['lr'] * ratio, betas=betas, eps=o.get('eps', 1e-8))
 
     # State: resume from the run dir's latest snapshot, else an explicit --resume, else initialise.

@@ -1,0 +1,67 @@
+"""Benchmark rows for one EG3D/head_ft training step, in scripts/bench.py's format (`bench_<name>(ctx) -> dict(what,
+ms, per_s, unit)`, ctx = dict(device, repeat)), for bench.py to list.
+
+One "train step" is what the training loop does on a step where every phase runs (Gmain, Greg, Dmain, Dreg: the
+worst case, lazy regularisation included) with EG3DLoss, the ADA pipe (p = 0.2) and an Adam step per phase.
+
+    python scripts/bench_train.py              # tiny row (and the full row with CUDA)
+"""
+
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from training import cameras                                    # noqa: E402
+from training.augment import AugmentPipe                        # noqa: E402
+from training.losses.eg3d import EG3DLoss                       # noqa: E402
+from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator  # noqa: E402
+
+#----------------------------------------------------------------------------
+# Build G, D, the loss and optimisers for a preset; returns a step function running every phase.
+
+def _train_step(preset, batch, nrr, device, bf16=False):
+    torch.manual_seed(0)
+    nets = dict(G=TriPlaneGenerator(**PRESETS[preset]['G']).to(device), D=DualDiscriminator(**PRESETS[preset]['D']).to(device))
+    for net in nets.values():
+        net.requires_grad_(False)
+    pool = cameras.make_label(torch.linspace(-0.5, 0.5, 16), torch.zeros(16)).to(device)
+    pipe = AugmentPipe(p=0.2).to(device)
+    loss = EG3DLoss(nets, {}, dict(main=pool), augment_pipe=pipe, nr_initial=nrr)
+    res = nets['G'].img_resolution
+    batch_data = dict(main=(torch.rand(batch, 3, res, res, device=device) * 2 - 1, pool[:batch]))
+    opts = {name: torch.optim.Adam(nets[name].parameters(), lr=1e-4, betas=(0.0, 0.99)) for name in loss.trainable}
+
+    def step():
+        for phase in loss.phases():
+            net = nets[phase.net]
+            net.requires_grad_(True)
+            opts[phase.net].zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss.accumulate_gradients(phase, batch_data, gain=phase.interval, cur_nimg=0)
+            net.requires_grad_(False)
+            opts[phase.net].step()
+    return step, res
+
+def _row(ctx, preset, batch, nrr):
+    from scripts.bench import timeit
+    step, res = _train_step(preset, batch, nrr, ctx['device'])
+    ms = timeit(step, ctx['device'], repeat=ctx['repeat'])
+    return dict(what=f'train step (all phases) {preset} {res}^2, nr {nrr}, batch {batch}', ms=ms,
+                per_s=batch * 1e3 / ms, unit='img/s')
+
+def bench_train_step_tiny(ctx):
+    return _row(ctx, 'tiny', batch=4, nrr=32)
+
+def bench_train_step_full(ctx):
+    return _row(ctx, 'ffhq512', batch=8, nrr=64)
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    ctx = dict(device=device, repeat=2)
+    rows = [bench_train_step_tiny(ctx)] + ([bench_train_step_full(ctx)] if device.type == 'cuda' else [])
+    for row in rows:
+        print(f'{row["what"]:<60} {row["ms"]:>10.1f} ms {row["per_s"]:>10.2f} {row["unit"]}')
