@@ -249,7 +249,7 @@ def interp(network_path, outdir, device, batch, truncation_psi, truncation_cutof
     ws = generate.seeds_to_ws(G, seeds, c_cond=generate.front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
                               truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
     views = [(generate.wrap_deg(y), 0.0) for y in yaws]
-    labels = generate.view_labels(views, fov_deg=fov_deg, device=device)
+    labels = generate.view_labels(views, fov_deg=fov_deg, device=device, G=G)
     name = 'interp_' + '-'.join(f'{s:04d}' for s in seeds)
     path_ws = generate.interpolate_ws(ws, steps)                                     # [T, num_ws, w_dim]
     T = path_ws.shape[0]
@@ -298,7 +298,7 @@ def edit(network_path, outdir, device, batch, truncation_psi, truncation_cutoff,
     ws = generate.seeds_to_ws(G, seeds, c_cond=generate.front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
                               truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
     edited = generate.edit_ws(ws, direction, strengths).flatten(0, 1)              # [S*K, num_ws, w_dim]
-    labels = generate.view_labels([(generate.wrap_deg(yaw_deg), 0.0)], fov_deg=fov_deg, device=device)
+    labels = generate.view_labels([(generate.wrap_deg(yaw_deg), 0.0)], fov_deg=fov_deg, device=device, G=G)
     with tqdm(total=edited.shape[0], desc='edit', unit='img') as bar:
         out = generate.render_ws(G, edited, labels.expand(edited.shape[0], -1), nrr=nrr, batch=batch, progress=bar)
     stem = os.path.join(outdir, f'edit_{os.path.splitext(os.path.basename(direction_path))[0]}')

@@ -138,7 +138,7 @@ def plane_swap(G, seeds, embed, G2=None, channels=None, region=None, truncation_
     if len(seeds) < 2:
         raise ValueError(f'plane swap needs at least 2 seeds, got {seeds}')
     names = plane_names(G)
-    front = generate.view_labels([(0.0, 0.0)], device=device)
+    front = generate.view_labels([(0.0, 0.0)], device=device, G=G)
 
     # ws and planes of every seed under one generator.
     def prepare(net):

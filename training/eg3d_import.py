@@ -211,6 +211,8 @@ def generator_kwargs(record):
                               disparity_space_sampling=bool(rk.get('disparity_space_sampling', False))),
         plane_axes='eg3d',
         neural_rendering_resolution=int(state.get('neural_rendering_resolution', 64)),
+        avg_camera_radius=float(rk.get('avg_camera_radius', 2.7)),
+        avg_camera_pivot=[float(v) for v in rk.get('avg_camera_pivot', [0, 0, 0.2])],
     )
     known = {'z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels', 'channel_base', 'channel_max', 'num_fp16_res',
              'conv_clamp', 'fused_modconv_default', 'mapping_kwargs', 'sr_num_fp16_res', 'sr_kwargs', 'rendering_kwargs'}

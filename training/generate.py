@@ -135,17 +135,22 @@ def view_name(seed, yaw_deg, pitch_deg):
 # Camera labels [V,25] for views given as (yaw_deg, pitch_deg). fov_deg=None keeps the FFHQ focal (4.2647);
 # a float uses EG3D's diagonal-FOV convention (18.837 deg -> 4.2634).
 
-def view_labels(views, fov_deg=None, device='cpu'):
+def view_labels(views, fov_deg=None, device='cpu', G=None):
     yaw = torch.tensor([math.radians(y) for y, _ in views], dtype=torch.float32)
     pitch = torch.tensor([math.radians(p) for _, p in views], dtype=torch.float32)
     focal = cameras.FFHQ_FOCAL if fov_deg is None else float(cameras.fov_to_intrinsics(fov_deg)[0, 0])
-    return cameras.make_label(yaw, pitch, focal=focal).to(device)
+    return cameras.make_label(yaw, pitch, focal=focal, **camera_orbit(G)).to(device)
+
+# The orbit radius and pivot of the generator's training cameras (EG3D's avg_camera_radius/pivot), or the defaults.
+def camera_orbit(G=None):
+    return dict(radius=getattr(G, 'avg_camera_radius', cameras.DEFAULT_RADIUS),
+                pivot=tuple(getattr(G, 'avg_camera_pivot', cameras.DEFAULT_PIVOT)))
 
 # The frontal conditioning label [N,25] (or [N,0] for an unconditional generator).
 def front_labels(G, n, fov_deg=None, device='cpu'):
     if G.c_dim == 0:
         return torch.zeros([n, 0], device=device)
-    return view_labels([(0.0, 0.0)] * n, fov_deg=fov_deg, device=device)
+    return view_labels([(0.0, 0.0)] * n, fov_deg=fov_deg, device=device, G=G)
 
 # Conditioning labels matching render labels [N,25] for an unconditional generator too.
 def cond_like(G, c_render):
@@ -238,7 +243,7 @@ def render_seed_views(G, seeds, views, truncation_psi=1.0, truncation_cutoff=Non
     if cond_pose not in ('front', 'render'):
         raise ValueError(f'cond_pose must be "front" or "render", got {cond_pose!r}')
     S, V = len(seeds), len(views)
-    c_render = view_labels(views, fov_deg=fov_deg, device=device).repeat(S, 1)        # [S*V,25], seed-major
+    c_render = view_labels(views, fov_deg=fov_deg, device=device, G=G).repeat(S, 1)        # [S*V,25], seed-major
     if cond_pose == 'front':
         ws = seeds_to_ws(G, seeds, c_cond=front_labels(G, S, fov_deg=fov_deg, device=device),
                          truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
@@ -312,7 +317,8 @@ def orbit_frames(G, seeds, grid, num_frames, kind='image', pitch_deg=0.0, pitch_
         raise ValueError(f'pitch {pitch_deg} +- wobble {pitch_wobble_deg} deg reaches beyond +-{MAX_PITCH_DEG:g} deg')
     focal = cameras.FFHQ_FOCAL if fov_deg is None else float(cameras.fov_to_intrinsics(fov_deg)[0, 0])
     labels = cameras.orbit_labels(num_frames, pitch=math.radians(pitch_deg),
-                                  pitch_wobble=math.radians(pitch_wobble_deg), focal=focal).to(device)
+                                  pitch_wobble=math.radians(pitch_wobble_deg), focal=focal,
+                                  **camera_orbit(G)).to(device)
     ws = seeds_to_ws(G, seeds, c_cond=front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
                      truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
     planes = synthesize_planes(G, ws, batch=batch)

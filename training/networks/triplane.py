@@ -71,6 +71,8 @@ class TriPlaneGenerator(torch.nn.Module):
         rendering_kwargs            = {},           # RenderOptions fields (ray range, samples, box_warp, ...).
         plane_axes                  = 'eg3d',       # 'eg3d' (XY, XZ, ZX; official weights) or 'xyz' (XY, XZ, YZ).
         neural_rendering_resolution = 64,           # Default rendering resolution (overridable per call).
+        avg_camera_radius           = 2.7,          # Orbit radius of the data's cameras (EG3D rendering_kwargs key);
+        avg_camera_pivot            = (0, 0, 0.2),  # and the point they look at: viewers and metrics use these.
     ):
         kwargs = capture_init_kwargs(locals())
         super().__init__()
@@ -85,6 +87,12 @@ class TriPlaneGenerator(torch.nn.Module):
         self.c_gen_conditioning_zero = c_gen_conditioning_zero
         self.c_scale = c_scale
         self.neural_rendering_resolution = neural_rendering_resolution
+        if not (float(avg_camera_radius) > 0 and len(avg_camera_pivot) == 3):
+            raise ValueError(f'avg_camera_radius must be > 0 and avg_camera_pivot 3 numbers, got '
+                             f'{avg_camera_radius!r}, {avg_camera_pivot!r}')
+        self.avg_camera_radius = float(avg_camera_radius)
+        self.avg_camera_pivot = tuple(float(v) for v in avg_camera_pivot)
+        kwargs['avg_camera_pivot'] = list(self.avg_camera_pivot)
         self.rendering = RenderOptions(**rendering_kwargs)
         kwargs['rendering_kwargs'] = dataclasses.asdict(self.rendering)    # stored resolved, so snapshots stay exact
         self.plane_axes_kind = plane_axes
