@@ -4,7 +4,8 @@ ms, per_s, unit)`, ctx = dict(device, repeat)); scripts/bench.py lists them next
 One "head3d step" is what the training loop does on a step without lazy regularisation: the G phase (frozen
 teacher + student with the same z, the distillation terms, L_gan_front/L_gan_back through D_front/D_back), then
 D_front's and D_back's main phases, each followed by its Adam step. The perceptual network is the random-trunk
-LPIPS-VGG (the same cost as LPIPS-VGG; the ImageNet weights are not needed for timing).
+LPIPS-VGG (the same cost as LPIPS-VGG; the ImageNet weights are not needed for timing); where lpips cannot be
+imported the row is timed without L_lpips and says so.
 
     python scripts/bench_head3d.py              # tiny row (and the full row with CUDA)
 """
@@ -18,6 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from training import cameras                                    # noqa: E402
 from training.losses.head3d import Head3DLoss                   # noqa: E402
+from training.losses.perceptual import PerceptualError          # noqa: E402
 from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator  # noqa: E402
 
 #----------------------------------------------------------------------------
@@ -35,7 +37,13 @@ def _head3d_step(preset, batch, nrr, device):
     yaw_back = torch.linspace(2.2, 4.0, 16)
     pools = dict(faces=cameras.make_label(yaw_front, torch.zeros(16)).to(device),
                  heads=cameras.make_label(yaw_back, torch.zeros(16)).to(device))
-    loss = Head3DLoss(nets, dict(teacher=teacher), pools, perceptual='lpips_vgg_randtrunk')
+    try:
+        loss = Head3DLoss(nets, dict(teacher=teacher), pools, perceptual='lpips_vgg_randtrunk')
+        note = ''
+    except PerceptualError:     # no lpips/torchvision on this machine: time the step without L_lpips, and say so
+        loss = Head3DLoss(nets, dict(teacher=teacher), pools, perceptual='none', lambda_lpips=0)
+        note = ', no lpips'
+
     res = G_kwargs['img_resolution']
     batch_data = {name: (torch.rand(batch, 3, res, res, device=device) * 2 - 1, pool[:batch])
                   for name, pool in pools.items()}
@@ -50,16 +58,16 @@ def _head3d_step(preset, batch, nrr, device):
             loss.accumulate_gradients(phase, batch_data, gain=1, cur_nimg=0)
             net.requires_grad_(False)
             opts[phase.net].step()
-    return step, G_kwargs['img_resolution']
+    return step, G_kwargs['img_resolution'], note
 
 #----------------------------------------------------------------------------
 # Rows: tiny sizes everywhere; the ffhq512 networks at 128^2 neural rendering (the paper's stage) on CUDA.
 
 def _row(ctx, preset, batch, nrr):
     from scripts.bench import timeit
-    step, res = _head3d_step(preset, batch, nrr, ctx['device'])
+    step, res, note = _head3d_step(preset, batch, nrr, ctx['device'])
     ms = timeit(step, ctx['device'], repeat=ctx['repeat'])
-    return dict(what=f'head3d step {preset} {res}^2, nr {nrr}, batch {batch}', ms=ms, per_s=batch * 1e3 / ms, unit='img/s')
+    return dict(what=f'head3d step {preset} {res}^2, nr {nrr}, batch {batch}{note}', ms=ms, per_s=batch * 1e3 / ms, unit='img/s')
 
 def bench_head3d_step_tiny(ctx):
     return _row(ctx, 'tiny', batch=4, nrr=32)
