@@ -72,6 +72,16 @@ class TensoRFVM(torch.nn.Module):
     def background_rgb(self):
         return torch.sigmoid(self.background)
 
+    # Regularisers of the factors: L1 of the density factors (sparsity: no floaters) and total variation of all
+    # planes (smoothness), as TensoRF uses them for sparse views.
+    def regularizers(self):
+        d = self.density_rank
+        l1 = self.planes[:, :d].abs().mean() + self.lines[:, :d].abs().mean()
+        tv = ((self.planes[..., 1:, :] - self.planes[..., :-1, :]) ** 2).mean() + \
+             ((self.planes[..., :, 1:] - self.planes[..., :, :-1]) ** 2).mean() + \
+             ((self.lines[..., 1:] - self.lines[..., :-1]) ** 2).mean()
+        return l1, tv
+
 #----------------------------------------------------------------------------
 # Volume-render rays (origins, dirs [R,3]) through the field with `samples` depths in [near, far]; jittered
 # (stratified) when a torch.Generator is given, midpoints otherwise. Returns RGB [R,3] in [0,1].
@@ -105,7 +115,7 @@ def label_rays(labels, resolution):
 
 @torch.enable_grad()
 def fit_field(images, labels, near, far, box=1.0, grid=32, iters=200, batch_rays=2048, samples=48, lr=0.02,
-              density_rank=8, app_rank=16, seed=0):
+              density_rank=8, app_rank=16, l1_weight=1e-3, tv_weight=0.1, seed=0):
     device = images.device
     res = images.shape[-1]
     origins, dirs = label_rays(labels.to(device), res)
@@ -120,7 +130,8 @@ def fit_field(images, labels, near, far, box=1.0, grid=32, iters=200, batch_rays
     for _ in range(int(iters)):
         idx = torch.randint(0, target.shape[0], [int(batch_rays)], generator=gen).to(device)
         pred = render_rays(field, origins[idx], dirs[idx], near, far, samples, generator=gen)
-        loss = F.mse_loss(pred, target[idx])
+        l1, tv = field.regularizers()
+        loss = F.mse_loss(pred, target[idx]) + l1_weight * l1 + tv_weight * tv
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
