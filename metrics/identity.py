@@ -7,8 +7,8 @@ a face-recognition network embeds both and the score is the mean cosine similari
 (onnxruntime is not a dependency). Nothing is downloaded: the file is given by path or placed in the cache.
 
 'ID-proxy' replaces the face network where none applies (the synthetic world): the embedding of a face crop is
-its 16x16 area-downsampled pixels with the per-image mean removed, so the score is the mean Pearson correlation
-between the teacher's and the student's frontal face crops. It measures "same face, same colours and layout",
+its 16x16 area-downsampled RGB with each channel's mean removed (the proxy of scripts/plane_swap.py), so the
+score is a correlation between the teacher's and the student's frontal face crops. It measures "same face, same colours and layout",
 not recognition-grade identity; never compare it with ArcFace ID values.
 """
 
@@ -58,10 +58,10 @@ def load_face_model(path=None, cache_dir=None, device='cpu'):
         return out.float()
     return embed, digest
 
-# The ID-proxy embedding: 16x16 pixels of the crop with the per-image mean removed, flattened.
+# The ID-proxy embedding: 16x16 RGB of the crop with each channel's mean removed, flattened.
 def pixel_embedding(images):
-    x = F.adaptive_avg_pool2d(images.float(), 16).flatten(1)
-    return x - x.mean(dim=1, keepdim=True)
+    x = F.adaptive_avg_pool2d(images.float(), 16)
+    return (x - x.mean(dim=(2, 3), keepdim=True)).flatten(1)
 
 #----------------------------------------------------------------------------
 # Mean cosine similarity of embed(face crop) between teacher and student renders of the same `num` latents from

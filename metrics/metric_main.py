@@ -58,7 +58,7 @@ class MetricOptions:
     kid_subsets: int = 100           # KID: number of random subsets
     kid_subset_size: int = 1000      # KID: subset size (capped by the set sizes)
     id_num: int = 10000              # identity metrics: number of latents
-    id_crop: float = 1.0             # identity metrics: central crop (fraction of the side) fed to the face model
+    id_crop: float = 0.5             # identity metrics: central crop (fraction of the side): the face region
     c3d_identities: int = 50         # consistency3d: identities
     c3d_views: int = 100             # consistency3d: views per identity (half fit, half held out)
     c3d_resolution: int = 128        # consistency3d: image resolution of the views
@@ -145,16 +145,21 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
         raise ValueError('identity metrics (id, id_proxy) need the teacher generator (--teacher)')
     dataset = ImageLabelDataset(data) if needs_data else None
 
-    detectors, features, results = {}, {}, []
+    # Load every network first: a missing file fails before hours of other metrics, not after.
+    detectors = {}
+    for spec in specs:
+        if spec.detector is not None and spec.detector not in detectors:
+            path = detector if spec.detector == 'inception' else None
+            detectors[spec.detector] = load_detector(spec.detector, path=path, cache_dir=cache_dir, device=device)
+    if any(s.kind == 'id' for s in specs):
+        face_embed, face_digest = identity.load_face_model(face_model, cache_dir=cache_dir, device=device)
+
+    features, results = {}, []
     for spec in specs:
         for split in (split_names if spec.per_split else [None]):
             t0 = time.time()
             det_name, det_digest, num = None, None, None
             if spec.kind in ('fd', 'kd'):
-                if spec.detector not in detectors:
-                    path = detector if spec.detector == 'inception' else None
-                    detectors[spec.detector] = load_detector(spec.detector, path=path, cache_dir=cache_dir,
-                                                             device=device)
                 det = detectors[spec.detector]
                 det_name, det_digest = det.name, det.digest
                 key = (det.name, split)
@@ -169,7 +174,7 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
                                                           max_subset_size=opts.kid_subset_size, seed=opts.seed)
             elif spec.kind in ('id', 'id_proxy'):
                 if spec.kind == 'id':
-                    embed, det_digest = identity.load_face_model(face_model, cache_dir=cache_dir, device=device)
+                    embed, det_digest = face_embed, face_digest
                     det_name = str(face_model or identity.FACE_MODEL_FILE)
                 else:
                     embed, det_name = identity.pixel_embedding, 'pixel-correlation'
