@@ -10,14 +10,13 @@ Examples:
 
 \b
   # FID and KID x100 on front and back views (paper table 3), 50k generated images per split
-  python scripts/calc_metrics.py --network runs/head3d/network-snapshot-latest.pt --data heads.zip \\
-      --metrics fid,kid --split front,back
+  python scripts/calc_metrics.py --network runs/head3d --data heads.zip --metrics fid,kid --split front,back
 \b
   # 3D-consistency PSNR, GRAM-HD protocol (paper table 3)
-  python scripts/calc_metrics.py --network runs/head3d/network-snapshot-latest.pt --metrics consistency3d
+  python scripts/calc_metrics.py --network runs/head3d --metrics consistency3d
 \b
   # offline smoke test on CPU
-  python scripts/calc_metrics.py --network runs/demo/snap.pt --data heads.zip --metrics fd_randconv,kd_randconv \\
+  python scripts/calc_metrics.py --network runs/demo/head3d --data heads.zip --metrics fd_randconv,kd_randconv \\
       --split all,back --num 200 --device cpu
 """
 
@@ -30,7 +29,7 @@ import click
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from metrics import metric_main  # noqa: E402
 from metrics.detectors import DetectorError  # noqa: E402
-from training import generate  # noqa: E402
+from training import checkpoint, generate  # noqa: E402
 
 #----------------------------------------------------------------------------
 # Append result dicts as JSON lines to `path` (folders created as needed).
@@ -43,6 +42,17 @@ def write_jsonl(path, results):
             f.write(json.dumps(r) + '\n')
 
 #----------------------------------------------------------------------------
+# A snapshot path as given, or the latest snapshot-NNNNNNNNNN.pt of a run dir.
+
+def resolve_snapshot(path, what='--network'):
+    if os.path.isdir(path):
+        latest = checkpoint.latest_snapshot(path)
+        if latest is None:
+            raise FileNotFoundError(f'{what}: run dir {path} holds no snapshot-NNNNNNNNNN.pt')
+        return latest
+    return path
+
+#----------------------------------------------------------------------------
 # Load the networks, run the metrics, write and print the results; returns the result dicts.
 
 def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, detector=None, face_model=None,
@@ -51,8 +61,9 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
     metric_main.parse_split_list(split_list)
     metric_main.make_options(**options)          # validate before loading anything
     device = generate.resolve_device(device)
+    network = resolve_snapshot(network)
     G = generate.load_generator(network, device=device)
-    T = generate.load_generator(teacher, device=device) if teacher is not None else None
+    T = generate.load_generator(resolve_snapshot(teacher, '--teacher'), device=device) if teacher is not None else None
     # One call for all metrics, so that fid and kid (or fd_x and kd_x) share their features.
     results = metric_main.run_metrics(names, G, data=data, split_list=split_list, teacher=T, detector=detector,
                                       face_model=face_model, cache_dir=cache_dir, device=device, progress=progress,
@@ -69,14 +80,14 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
 
 @click.command()
 # Main options
-@click.option('--network',      help='Generator snapshot (G_ema, else G)', metavar='PATH', required=True)
+@click.option('--network',      help='Generator snapshot (G_ema, else G), or a run dir (its latest snapshot)', metavar='PATH', required=True)
 @click.option('--metrics',      help='Comma-separated metrics: ' + ', '.join(metric_main.METRICS), default='fid', show_default=True)
 @click.option('--data',         help='Dataset (folder or zip) for fid/kid/fd/kd', metavar='PATH')
 @click.option('--split',        help='View splits for fid/kid/fd/kd: all, front, back (comma list)', default='all', show_default=True)
 @click.option('--num',          help='Generated images per split (fid/kid/fd/kd)', type=click.IntRange(min=2), default=50000, show_default=True)
 @click.option('--max-real',     help='Real images per split [default: all]', type=click.IntRange(min=2))
 @click.option('--detector',     help='Inception TorchScript file, or a URL to download it [default: the cache]', metavar='PATH|URL')
-@click.option('--teacher',      help='Teacher (face generator) snapshot for id / id_proxy', metavar='PATH')
+@click.option('--teacher',      help='Teacher (face generator) snapshot or run dir for id / id_proxy', metavar='PATH')
 @click.option('--face-model',   help='TorchScript face-recognition model for id [default: <cache>/detectors/arcface.pt]', metavar='PATH')
 # Protocol details
 @click.option('--back-cond',    help='Conditioning pose for the back split', type=click.Choice(['frontal', 'front_labels']), default='frontal', show_default=True)

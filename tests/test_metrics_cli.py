@@ -20,7 +20,7 @@ from training.networks import build_preset  # noqa: E402
 def tiny_snapshot(tmp_path):
     torch.manual_seed(0)
     G, _ = build_preset('tiny')
-    path = str(tmp_path / 'run' / 'network-snapshot-000000.pt')
+    path = str(tmp_path / 'run' / 'snapshot-0000000000.pt')
     os.makedirs(os.path.dirname(path))
     snapshot.save_snapshot(path, {'G_ema': G.eval()})
     return path
@@ -42,12 +42,14 @@ def test_cli_writes_one_json_line_per_result(tmp_path, tiny_snapshot):
             assert np.isfinite(r['value']) and r['network'] == os.path.abspath(tiny_snapshot)
             assert {'time', 'timestamp', 'label'} <= set(r)
 
-    # --out collects everything in one file; the real-set cache is reused.
+    # A run dir means its latest snapshot; --out collects everything in one file.
     out = str(tmp_path / 'all.jsonl')
+    args[args.index(tiny_snapshot)] = run_dir
     result = CliRunner().invoke(calc_metrics.main, args + ['--out', out])
     assert result.exit_code == 0, result.output
     with open(out) as f:
-        assert len(f.readlines()) == 4
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == 4 and all(r['network'] == os.path.abspath(tiny_snapshot) for r in lines)
 
 def test_cli_reports_a_missing_inception_file(tmp_path, tiny_snapshot):
     data = _write_dataset(tmp_path / 'data', [0, 15])
