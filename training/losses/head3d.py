@@ -93,9 +93,9 @@ class Head3DLoss:
         density_reg_p_dist  = 0.004,        # Jitter of the second point.
         density_reg_points  = 1000,         # Random points per sample.
     ):
-        self.G, self.G_ema = nets['G'], nets.get('G_ema')
+        self.G = nets['G']
         if 'teacher' not in frozen:
-            raise ValueError('Head3DLoss needs a frozen teacher (set teacher.path / --teacher to a face generator snapshot)')
+            raise ValueError('Head3DLoss needs a frozen teacher: pass --teacher (config teacher_path) a face generator snapshot')
         self.teacher = frozen['teacher'].eval().requires_grad_(False)
         self.single_d = 'D' in nets
         if self.single_d == ('D_front' in nets or 'D_back' in nets):
