@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metrics.features import RENDER_OVERRIDES, cond_for
 from training import cameras
 from training.rendering import sample_rays
 
@@ -190,13 +191,12 @@ def views_psnr(images, labels, near, far, box=1.0, grid=32, iters=200, batch_ray
 @torch.no_grad()
 def _render_identity(G, z, labels, resolution, batch, truncation_psi, device):
     c_front = cameras.make_label(torch.zeros(1), torch.zeros(1)).to(device)
-    c_cond = c_front if getattr(G, 'c_dim', 25) != 0 else c_front.new_zeros([1, 0])
-    ws = G.mapping(z[None].to(device), c_cond, truncation_psi=truncation_psi)
+    ws = G.mapping(z[None].to(device), cond_for(G, c_front), truncation_psi=truncation_psi)
     images = []
     for i in range(0, labels.shape[0], batch):
         c = labels[i:i + batch].to(device)
         out = G.synthesis(ws.expand(c.shape[0], -1, -1), c, noise_mode='const',
-                          render_overrides=dict(deterministic=True))
+                          render_overrides=RENDER_OVERRIDES)
         img = out['image'].float()
         if img.shape[-1] != resolution:
             img = F.interpolate(img, size=(resolution, resolution), mode='bilinear', align_corners=False,

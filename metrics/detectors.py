@@ -114,7 +114,9 @@ def _read_bytes(path_or_url, cache_dir):
     if '://' in path_or_url:
         from dnnlib import util  # only needed when the user asks for a download
         try:
-            with util.open_url(path_or_url, cache_dir=os.path.join(cache_dir or default_cache_dir(), 'downloads')) as f:
+            # The user named this URL, so downloading it (once, into the cache) is what was asked for.
+            with util.open_url(path_or_url, cache_dir=os.path.join(cache_dir or default_cache_dir(), 'downloads'),
+                               allow_download=True) as f:
                 return f.read()
         except Exception as err:
             raise DetectorError(f'could not fetch {path_or_url}: {err}') from err

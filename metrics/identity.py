@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.detectors import DetectorError, detector_dir, load_torchscript
-from metrics.features import cond_for, draw_z
+from metrics.features import RENDER_OVERRIDES, cond_for, draw_z
 from training import cameras
 
 FACE_MODEL_FILE = 'arcface.pt'
@@ -80,7 +80,7 @@ def identity_similarity(teacher, student, embed, num=10000, crop=1.0, batch=16, 
         emb = []
         for G in (teacher, student):
             out = G(zb, cond_for(G, c), c_render=c, truncation_psi=truncation_psi, noise_mode='const',
-                    render_overrides=dict(deterministic=True))
+                    render_overrides=RENDER_OVERRIDES)
             emb.append(embed(face_crop(out['image'], crop)))
         sims = F.cosine_similarity(emb[0], emb[1], dim=1)
         total += float(sims.sum())

@@ -113,6 +113,11 @@ def test_torchscript_detector_loads_through_the_real_path(tmp_path):
         assert torch.allclose(det(images), net(images, return_features=True))
     assert det.name == 'inception' and len(det.digest) == 16
 
+    # A file:// URL goes through dnnlib's open_url.
+    with _quiet():
+        det_url = detectors.load_detector('inception', path=path.as_uri(), cache_dir=str(tmp_path))
+    assert det_url.digest == det.digest
+
     # Found in the cache folder without a path.
     os.makedirs(detectors.detector_dir(str(tmp_path)))
     os.replace(path, os.path.join(detectors.detector_dir(str(tmp_path)), 'inception-2015-12-05.pkl'))
