@@ -11,6 +11,15 @@ from training import cameras, synthetic
 from training.dataset import ImageLabelDataset
 
 #----------------------------------------------------------------------------
+# One torch thread while rendering (many small per-identity tensors: faster, and fair on shared cores).
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 # A fixed identity with contrasting colours (light skin, black hair covering the back, no accessories).
 
 def _identity(seed=3):
