@@ -184,9 +184,8 @@ def views_psnr(images, labels, near, far, box=1.0, grid=32, iters=200, batch_ray
     return float(psnr(pred, target).mean())
 
 #----------------------------------------------------------------------------
-# The generator metric: for `num_identities` latents, render `num_views` sphere views from one w (conditioned
-# on the frontal pose), resize to `resolution` and average views_psnr over identities. near/far/box come from
-# the generator's rendering options.
+# Views [V,3,res,res] in [-1,1] of one latent z from labels [V,25]: one w (mapped with the frontal conditioning
+# pose) for every view, deterministic rendering, resized to `resolution`.
 
 @torch.no_grad()
 def _render_identity(G, z, labels, resolution, batch, truncation_psi, device):
@@ -204,6 +203,8 @@ def _render_identity(G, z, labels, resolution, batch, truncation_psi, device):
         images.append(img)
     return torch.cat(images)
 
+# The generator metric: for `num_identities` latents, render `num_views` sphere views each, fit on the even
+# views and average the held-out PSNR over identities. near/far/box come from the generator's rendering options.
 def generator_consistency(G, num_identities=50, num_views=100, resolution=128, grid=128, iters=3000,
                           batch_rays=4096, samples=64, lr=0.02, pitch_range_deg=20.0, truncation_psi=1.0, seed=0,
                           batch=8, device='cpu', progress=None):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from metrics import splits
 from metrics.detectors import default_cache_dir
-from training.dataset import LABEL_FILE, ImageLabelDataset
+from training.dataset import LABEL_FILE
 
 CACHE_VERSION = 1
 

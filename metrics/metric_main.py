@@ -13,7 +13,6 @@ Registered metrics:
 import dataclasses
 import time
 
-import numpy as np
 import torch
 
 from metrics import consistency3d, frechet, identity, splits

@@ -296,5 +296,10 @@ def test_face_model_loads_torchscript_and_reports_a_missing_file(tmp_path):
         torch.jit.save(net, str(tmp_path / 'face.pt'))
         embed, digest = identity.load_face_model(str(tmp_path / 'face.pt'))
     assert embed(torch.zeros(2, 3, 112, 112)).shape == (2, 4)
+    with _quiet():
+        results = metric_main.run_metrics('id', _RecordingG(), teacher=_RecordingG(), face_model=str(tmp_path / 'face.pt'),
+                                          id_num=3, batch=2)
+    assert results[0]['label'] == 'ID' and results[0]['value'] == pytest.approx(1.0, abs=1e-5)
+    assert results[0]['detector_digest'] == digest and results[0]['num'] == 3
 
 #----------------------------------------------------------------------------
