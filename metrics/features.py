@@ -84,7 +84,8 @@ def real_indices(dataset, split, max_real=None):
 # Features [N,D] float32 of the real images of a split; computed once, then read from the cache.
 # Returns (features, info) with info = dict(cache_path, cache_hit, num).
 
-def real_features(dataset, detector, split, max_real=None, batch=64, cache_dir=None, device='cpu', progress=None):
+def real_features(dataset, detector, split, max_real=None, batch=64, workers=0, cache_dir=None, device='cpu',
+                  progress=None):
     path = real_cache_path(dataset, detector, split, max_real, cache_dir)
     if os.path.isfile(path):
         with np.load(path, allow_pickle=False) as data:
@@ -92,10 +93,11 @@ def real_features(dataset, detector, split, max_real=None, batch=64, cache_dir=N
         return features, dict(cache_path=path, cache_hit=True, num=int(features.shape[0]))
 
     idx = real_indices(dataset, split, max_real)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx.tolist()), batch_size=batch,
+                                         shuffle=False, num_workers=int(workers))
     chunks = []
-    for start in range(0, idx.size, batch):
-        images = np.stack([dataset[int(i)][0] for i in idx[start:start + batch]])
-        chunks.append(detector(torch.from_numpy(images).to(device)).cpu().numpy())
+    for images, _labels in loader:
+        chunks.append(detector(images.to(device)).cpu().numpy())
         if progress is not None:
             progress.update(images.shape[0])
     features = np.concatenate(chunks).astype(np.float32)

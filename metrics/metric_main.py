@@ -51,6 +51,7 @@ class MetricOptions:
     num: int = 50000                 # generated images per split for fid/kid/fd/kd
     max_real: int = None             # real images per split; None = all of the split
     batch: int = 16                  # generator / detector batch
+    workers: int = 3                 # data-loading processes for the real images (0 = in this process)
     seed: int = 0                    # latents, cameras and KID subsets
     truncation_psi: float = 1.0      # truncation of the generator's mapping
     back_conditioning: str = 'frontal'  # conditioning pose for the back split (splits.BACK_CONDITIONING)
@@ -74,6 +75,8 @@ class MetricOptions:
         for key in positive:
             if int(getattr(self, key)) < 1:
                 raise ValueError(f'metric option {key} must be >= 1, got {getattr(self, key)}')
+        if int(self.workers) < 0:
+            raise ValueError(f'metric option workers must be >= 0, got {self.workers}')
         if self.max_real is not None and int(self.max_real) < 2:
             raise ValueError(f'metric option max_real must be >= 2 or None, got {self.max_real}')
         if self.c3d_views < 2:
@@ -204,7 +207,7 @@ def _split_features(G, dataset, det, split, opts, cache_dir, device, progress):
         n_real = min(n_real, opts.max_real)
     bar = _bar(progress, n_real, f'real {split} ({det.name})')
     real, _info = real_features(dataset, det, split, max_real=opts.max_real, batch=max(opts.batch, 32),
-                                cache_dir=cache_dir, device=device, progress=bar)
+                                workers=opts.workers, cache_dir=cache_dir, device=device, progress=bar)
     _close(bar)
     bar = _bar(progress, opts.num, f'generated {split} ({det.name})')
     gen = generated_features(G, det, dataset.labels, split, opts.num, dataset.resolution, batch=opts.batch,

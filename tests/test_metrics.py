@@ -214,7 +214,8 @@ def test_run_metrics_back_split_protocol_and_results(tmp_path):
     data = _write_dataset(tmp_path / 'data', [0, 20, -40, 100, 150, -170, 180, -120])
     G = _RecordingG(img_resolution=32)  # dataset is 16^2: generated images are resized
     results = metric_main.run_metrics('fd_pixels,kd_pixels', G, data=data, split_list='back,front',
-                                      cache_dir=str(tmp_path / 'cache'), num=12, batch=5, kid_subsets=5)
+                                      cache_dir=str(tmp_path / 'cache'), num=12, batch=5, kid_subsets=5,
+                                      workers=0)
     assert [(r['metric'], r['split']) for r in results] == [('fd_pixels', 'back'), ('fd_pixels', 'front'),
                                                              ('kd_pixels', 'back'), ('kd_pixels', 'front')]
     assert all(np.isfinite(r['value']) and r['num'] == 12 and r['detector'] == 'pixels' for r in results)
@@ -244,7 +245,8 @@ def test_run_metrics_rejects_bad_requests(tmp_path):
 def test_fid_without_inception_names_the_file(tmp_path):
     data = _write_dataset(tmp_path / 'data', [0, 10, 20])
     with pytest.raises(detectors.DetectorError, match='inception-2015-12-05.pkl'):
-        metric_main.run_metrics('fid', _RecordingG(), data=data, cache_dir=str(tmp_path / 'cache'), num=4)
+        metric_main.run_metrics('fid', _RecordingG(), data=data, cache_dir=str(tmp_path / 'cache'), num=4,
+                                workers=0)
 
 #----------------------------------------------------------------------------
 # Real-set cache.

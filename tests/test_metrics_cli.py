@@ -29,7 +29,7 @@ def test_cli_writes_one_json_line_per_result(tmp_path, tiny_snapshot):
     data = _write_dataset(tmp_path / 'data', [0, 15, -30, 120, 170, -150])
     cache = str(tmp_path / 'cache')
     args = ['--network', tiny_snapshot, '--data', data, '--metrics', 'fd_pixels,kd_pixels', '--split', 'all,back',
-            '--num', '4', '--batch', '2', '--device', 'cpu', '--cache', cache]
+            '--num', '4', '--batch', '2', '--workers', '0', '--device', 'cpu', '--cache', cache]
     result = CliRunner().invoke(calc_metrics.main, args)
     assert result.exit_code == 0, result.output
     run_dir = os.path.dirname(tiny_snapshot)
