@@ -268,3 +268,19 @@ def test_max_size_deterministic_subset(tmp_path):
     assert names(a) == names(b) and np.array_equal(a.labels, b.labels)
     assert names(a) != names(c)
     assert names(a) == sorted(names(a))
+
+def test_dataloader_workers_read_zip(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    zpath = tmp_path / 'ds.zip'
+    with zipfile.ZipFile(zpath, 'w') as z:
+        for f in folder.rglob('*'):
+            if f.is_file():
+                z.write(f, f.relative_to(folder).as_posix())
+    ds = ImageLabelDataset(zpath, mirror=True)
+    ds[0]  # the parent's open handle must not leak into the workers
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    images = torch.cat([img for img, _ in loader])
+    labels = torch.cat([lab for _, lab in loader])
+    assert images.shape == (len(ds), 3, 8, 8)
+    assert all(np.array_equal(images[i].numpy(), ds[i][0]) for i in range(len(ds)))
+    assert np.allclose(labels.numpy(), ds.labels)
