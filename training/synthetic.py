@@ -351,9 +351,10 @@ class _Head:
                     hat=prm['hat']['color'] if prm['hat'] else None)
         return torch.tensor([flat[n] for n in names], dtype=torch.float32)
 
-    # (density [K], rgb [K,3]) at points p [K,3]. The shaded, textured colour is computed only near the
-    # surface, where it can be seen; deeper inside a point takes its part's flat colour, far outside white
-    # (the density there is ~0).
+    # (density [K], rgb [K,3]) at points p [K,3]. The shaded, textured colour is computed only within a
+    # coarse sample spacing of the surface, where compositing can see it (an interval that contains the surface
+    # takes the mean colour of its two ends, so colour just outside matters too); elsewhere in the boxes a point
+    # takes the flat colour of its nearest part, outside them white (the density there is zero).
     def evaluate(self, p):
         density = p.new_zeros(p.shape[0])
         rgb = p.new_ones(p.shape[0], 3)
@@ -365,8 +366,8 @@ class _Head:
         stacked = torch.stack(list(parts.values()), dim=-1)                           # [K,P]
         sdf, nearest = stacked.min(dim=-1)
         density[inside] = DENSITY_SCALE * torch.sigmoid(-sdf / SURFACE_SOFTNESS)
-        colors = torch.where((sdf < 0)[:, None], self.base_colors(list(parts))[nearest], 1.0)
-        band = (sdf > -0.04) & (sdf < 0.02)
+        colors = self.base_colors(list(parts))[nearest]
+        band = (sdf > -0.04) & (sdf < 0.06)
         if band.any():
             sub = {k: v[band] for k, v in parts.items()}
             sub_pieces = {k: v[band] for k, v in skin_pieces.items()}
