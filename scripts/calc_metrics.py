@@ -100,6 +100,8 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
 @click.option('--c3d-res',      help='consistency3d: view resolution', type=click.IntRange(min=4), default=128, show_default=True)
 @click.option('--c3d-grid',     help='consistency3d: TensoRF grid resolution', type=click.IntRange(min=2), default=128, show_default=True)
 @click.option('--c3d-iters',    help='consistency3d: fitting iterations per identity', type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option('--c3d-rays',     help='consistency3d: rays per fitting iteration', type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option('--c3d-samples',  help='consistency3d: samples per ray', type=click.IntRange(min=2), default=64, show_default=True)
 # Performance and I/O
 @click.option('--batch',        help='Generator batch size', type=click.IntRange(min=1), default=16, show_default=True)
 @click.option('--workers',      help='Data-loading processes for the real images', type=click.IntRange(min=0), default=3, show_default=True)
@@ -107,14 +109,15 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
 @click.option('--cache',        help='Cache folder for detector files and real-set statistics [default: ~/.cache/head3d/metrics]', metavar='DIR')
 @click.option('--out',          help='JSON lines file for all results [default: metric-<name>.jsonl beside the snapshot]', metavar='FILE')
 def main(network, metrics, data, split, num, max_real, detector, teacher, face_model, back_cond, trunc, seed, num_id,
-         id_crop, c3d_ids, c3d_views, c3d_res, c3d_grid, c3d_iters, batch, workers, device, cache, out):
+         id_crop, c3d_ids, c3d_views, c3d_res, c3d_grid, c3d_iters, c3d_rays, c3d_samples, batch, workers, device, cache,
+         out):
     """Compute FID/KID (all/front/back), identity consistency and 3D consistency of a generator snapshot."""
     try:
         calc_metrics(network, metrics, data=data, split_list=split, teacher=teacher, detector=detector,
                      face_model=face_model, cache_dir=cache, out=out, device=device, num=num, max_real=max_real,
                      batch=batch, workers=workers, seed=seed, truncation_psi=trunc, back_conditioning=back_cond,
                      id_num=num_id, id_crop=id_crop, c3d_identities=c3d_ids, c3d_views=c3d_views, c3d_resolution=c3d_res,
-                     c3d_grid=c3d_grid, c3d_iters=c3d_iters)
+                     c3d_grid=c3d_grid, c3d_iters=c3d_iters, c3d_batch_rays=c3d_rays, c3d_samples=c3d_samples)
     except (DetectorError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
 
