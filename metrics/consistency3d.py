@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.features import RENDER_OVERRIDES, cond_for
-from training import cameras
+from training import cameras, generate
 from training.rendering import sample_rays
 
 # Plane axes and the matching line axis of each VM component (TensoRF's mat_mode / vec_mode).
@@ -158,7 +158,8 @@ def psnr(pred, target):
 # Views on a sphere around the head: yaw evenly spaced over 360 degrees from a random start, pitch uniform in
 # [-pitch_range, pitch_range] degrees. Returns labels [V,25]; consecutive views alternate train/test.
 
-def sphere_views(num_views, pitch_range_deg=20.0, seed=0, radius=cameras.DEFAULT_RADIUS, focal=cameras.FFHQ_FOCAL):
+def sphere_views(num_views, pitch_range_deg=20.0, seed=0, radius=cameras.DEFAULT_RADIUS, focal=cameras.FFHQ_FOCAL,
+                 pivot=cameras.DEFAULT_PIVOT):
     if int(num_views) < 2:
         raise ValueError(f'num_views must be >= 2 (half train, half test), got {num_views}')
     rng = np.random.default_rng(seed)
@@ -166,7 +167,7 @@ def sphere_views(num_views, pitch_range_deg=20.0, seed=0, radius=cameras.DEFAULT
     yaw = (yaw + math.pi) % (2 * math.pi) - math.pi
     pitch = rng.uniform(-1, 1, size=int(num_views)) * math.radians(pitch_range_deg)
     return cameras.make_label(torch.tensor(yaw, dtype=torch.float32), torch.tensor(pitch, dtype=torch.float32),
-                              radius=radius, focal=focal)
+                              radius=radius, focal=focal, pivot=pivot)
 
 #----------------------------------------------------------------------------
 # Consistency PSNR of one identity's views: images [V,3,H,W] in [-1,1] with labels [V,25]; even views train the
@@ -189,7 +190,7 @@ def views_psnr(images, labels, near, far, box=1.0, grid=32, iters=200, batch_ray
 
 @torch.no_grad()
 def _render_identity(G, z, labels, resolution, batch, truncation_psi, device):
-    c_front = cameras.make_label(torch.zeros(1), torch.zeros(1)).to(device)
+    c_front = cameras.make_label(torch.zeros(1), torch.zeros(1), **generate.camera_orbit(G)).to(device)
     ws = G.mapping(z[None].to(device), cond_for(G, c_front), truncation_psi=truncation_psi)
     images = []
     for i in range(0, labels.shape[0], batch):
@@ -213,7 +214,7 @@ def generator_consistency(G, num_identities=50, num_views=100, resolution=128, g
     z_all = torch.randn([int(num_identities), G.z_dim], generator=gen)
     scores = []
     for i in range(int(num_identities)):
-        labels = sphere_views(num_views, pitch_range_deg, seed=seed + i).to(device)
+        labels = sphere_views(num_views, pitch_range_deg, seed=seed + i, **generate.camera_orbit(G)).to(device)
         images = _render_identity(G, z_all[i], labels, resolution, batch, truncation_psi, device)
         scores.append(views_psnr(images, labels, opts.ray_start, opts.ray_end, box=opts.box_warp, grid=grid,
                                  iters=iters, batch_rays=batch_rays, samples=samples, lr=lr, seed=seed + i))

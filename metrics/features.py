@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from metrics import splits
 from metrics.detectors import default_cache_dir
+from training import generate
 from training.dataset import LABEL_FILE
 
 CACHE_VERSION = 1
@@ -129,7 +130,8 @@ def draw_z(G, num, seed, device='cpu'):
 def generated_features(G, detector, labels, split, num, resolution, batch=16, seed=0, truncation_psi=1.0,
                        back_conditioning='frontal', device='cpu', progress=None):
     rng = np.random.default_rng(seed)
-    c_cond, c_render = splits.generator_cameras(labels, split, num, rng, back_conditioning=back_conditioning)
+    c_cond, c_render = splits.generator_cameras(labels, split, num, rng, back_conditioning=back_conditioning,
+                                               orbit=generate.camera_orbit(G))
     z = draw_z(G, num, seed, device=device)
     chunks = []
     for start in range(0, int(num), batch):

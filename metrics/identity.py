@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from metrics.detectors import DetectorError, detector_dir, load_torchscript
 from metrics.features import RENDER_OVERRIDES, cond_for, draw_z
-from training import cameras
+from training import cameras, generate
 
 FACE_MODEL_FILE = 'arcface.pt'
 FACE_SIZE = 112
@@ -76,7 +76,7 @@ def identity_similarity(teacher, student, embed, num=10000, crop=1.0, batch=16, 
     total, count = 0.0, 0
     for start in range(0, int(num), batch):
         zb = z[start:start + batch]
-        c = cameras.make_label(torch.zeros(zb.shape[0]), torch.zeros(zb.shape[0])).to(device)
+        c = cameras.make_label(torch.zeros(zb.shape[0]), torch.zeros(zb.shape[0]), **generate.camera_orbit(student)).to(device)
         emb = []
         for G in (teacher, student):
             out = G(zb, cond_for(G, c), c_render=c, truncation_psi=truncation_psi, noise_mode='const',

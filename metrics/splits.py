@@ -55,11 +55,12 @@ def split_indices(labels, split, what='dataset'):
     return idx
 
 #----------------------------------------------------------------------------
-# Frontal conditioning labels [N,25]: yaw 0, pitch 0 at the default radius/pivot, keeping each row's intrinsics.
+# Frontal conditioning labels [N,25]: yaw 0, pitch 0 on the generator's camera orbit (orbit = dict(radius, pivot);
+# None = EG3D's defaults), keeping each row's intrinsics.
 
-def frontal_labels_like(labels):
+def frontal_labels_like(labels, orbit=None):
     labels = np.asarray(labels, dtype=np.float32)
-    frontal = cameras.make_label(torch.zeros(1), torch.zeros(1)).numpy()[0]
+    frontal = cameras.make_label(torch.zeros(1), torch.zeros(1), **(orbit or {})).numpy()[0]
     out = np.repeat(frontal[None], labels.shape[0], axis=0)
     out[:, 16:] = labels[:, 16:]
     return out
@@ -68,7 +69,7 @@ def frontal_labels_like(labels):
 # Generator cameras for a split: (c_cond [num,25], c_render [num,25]) float32, drawn with `rng`
 # (np.random.Generator) from the dataset labels [N,25] that fall in the split.
 
-def generator_cameras(labels, split, num, rng, back_conditioning='frontal'):
+def generator_cameras(labels, split, num, rng, back_conditioning='frontal', orbit=None):
     if back_conditioning not in BACK_CONDITIONING:
         raise ValueError(f'unknown back_conditioning {back_conditioning!r}; choose from {", ".join(BACK_CONDITIONING)}')
     labels = np.asarray(labels, dtype=np.float32)
@@ -77,7 +78,7 @@ def generator_cameras(labels, split, num, rng, back_conditioning='frontal'):
     if split != 'back':
         return c_render.copy(), c_render
     if back_conditioning == 'frontal':
-        return frontal_labels_like(c_render), c_render
+        return frontal_labels_like(c_render, orbit), c_render
     front = labels[split_indices(labels, 'front', what='dataset (for front conditioning labels)')]
     return front[rng.integers(0, front.shape[0], size=int(num))], c_render
 

@@ -152,3 +152,13 @@ def test_mesh_of_surface(tmp_path):
     path = tmp_path / 'm.ply'
     synthetic.write_ply(str(path), verts, faces)
     assert path.stat().st_size > 0
+
+def test_side_views_stay_centred():
+    # the world's cameras look at the head's centre, so a profile view is as centred as the frontal one
+    params = _identity()
+    labels = cameras.make_label(torch.tensor([0.0, math.pi / 2, -math.pi / 2]), torch.zeros(3),
+                                pivot=synthetic.WORLD_PIVOT)
+    alpha = synthetic.render_heads_with_alpha([params] * 3, labels, 32)['alpha'][:, 0]
+    xs = torch.arange(32, dtype=torch.float32) + 0.5
+    centre_x = (alpha.sum(1) * xs).sum(1) / alpha.sum((1, 2))
+    assert torch.all((centre_x - 16).abs() < 3), centre_x

@@ -45,6 +45,10 @@ SKIN_LIGHT = (0.96, 0.80, 0.69)
 SKIN_DARK = (0.36, 0.22, 0.15)
 GLASSES_PROB = 0.05
 HAT_PROB = 0.05
+# The synthetic heads are centred at the origin and seen from all around, so the cameras orbit the origin and look
+# at it (as full-head sets such as PanoHead's do); EG3D's (0, 0, 0.2) pivot suits cropped frontal faces only and
+# would push side views of a whole head off-centre by ~30% of the frame. The tiny presets carry the same pivot.
+WORLD_PIVOT = (0.0, 0.0, 0.0)
 
 #----------------------------------------------------------------------------
 # Procedural identities.
@@ -523,7 +527,7 @@ def _write_set(path, items, resolution, batch_size, progress):
             chunk = items[start:start + batch_size]
             yaw = torch.tensor([it[2] for it in chunk], dtype=torch.float32)
             pitch = torch.tensor([it[3] for it in chunk], dtype=torch.float32)
-            c = cameras.make_label(yaw, pitch)
+            c = cameras.make_label(yaw, pitch, pivot=WORLD_PIVOT)
             pixels = to_uint8(render_heads([it[1] for it in chunk], c, resolution))
             for it, px, label in zip(chunk, pixels, c.tolist()):
                 out.write(it[0], _png_bytes(px))
@@ -628,7 +632,7 @@ def _build_world(outdir, num_faces, num_head_ids, views_per_head, resolution, se
             verts, tris = head_mesh(h['params'])
             write_ply(os.path.join(outdir, 'meshes', f'head_{h["id"]:04d}.ply'), verts, tris)
     info = dict(seed=seed, resolution=resolution, focal=cameras.FFHQ_FOCAL, radius=cameras.DEFAULT_RADIUS,
-                pivot=list(cameras.DEFAULT_PIVOT), faces=faces, heads=heads)
+                pivot=list(WORLD_PIVOT), faces=faces, heads=heads)
     with open(os.path.join(outdir, 'identities.json'), 'w') as f:
         json.dump(info, f, indent=1)
     return info

@@ -13,7 +13,8 @@ REGISTRY = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, 
 #----------------------------------------------------------------------------
 # Named configurations as plain constructor kwargs: PRESETS[name]['G' | 'D'].
 # 'ffhq512' is EG3D's FFHQ 512^2 model (train.py --cfg=ffhq, see EG3D-NOTES section 2);
-# 'tiny' keeps the same structure (32-channel planes, 2x SR, resnet D) at 64^2 for CPU tests.
+# 'tiny' keeps the same structure (32-channel planes, 2x SR, resnet D) at 64^2 for CPU tests; its cameras orbit
+# the origin like the synthetic world's (training/synthetic.py WORLD_PIVOT).
 
 PRESETS = {
     'ffhq512': dict(
@@ -34,7 +35,8 @@ PRESETS = {
                sr_antialias=True, sr_noise_mode='none', decoder_lr_mul=1, c_gen_conditioning_zero=False, c_scale=1,
                rendering_kwargs=dict(ray_start=2.25, ray_end=3.3, box_warp=1.0, depth_resolution=12,
                                      depth_resolution_importance=12, clamp_mode='softplus', white_back=False),
-               plane_axes='eg3d', neural_rendering_resolution=32),
+               plane_axes='eg3d', neural_rendering_resolution=32,
+               avg_camera_radius=2.7, avg_camera_pivot=[0.0, 0.0, 0.0]),   # the synthetic world's cameras
         D=dict(c_dim=25, img_resolution=64, img_channels=3, channel_base=2048, channel_max=64, num_fp16_res=4,
                conv_clamp=256, disc_c_noise=0, epilogue_kwargs=dict(mbstd_group_size=4)),
     ),
