@@ -61,7 +61,7 @@ def _apply(fn, options):
 
 def _common_options(fn):
     return _apply(fn, [
-        click.option('--network', 'network_path', help='Network snapshot (.pt); uses G_ema if present, else G',
+        click.option('--network', 'network_path', help='Network snapshot (.pt) or run dir (its newest snapshot); uses G_ema if present, else G',
                      metavar='PATH', required=True),
         click.option('--outdir', help='Where to write the outputs', metavar='DIR', required=True),
         click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto',

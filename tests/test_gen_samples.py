@@ -249,3 +249,15 @@ def test_edit_direction_shapes(snap, G, tmp_path):
     d = generate.load_direction(str(tmp_path / 'd.npy'), G.num_ws, G.w_dim)
     out = generate.edit_ws(ws, d, [0.0, 2.0])
     assert torch.equal(out[:, 0], ws) and torch.allclose(out[:, 1], ws + 2)
+
+
+def test_load_generator_takes_a_run_dir(tmp_path):
+    from training import networks, snapshot
+    run = tmp_path / 'run'
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match='holds no snapshot'):
+        generate.load_generator(str(run))
+    G, _ = networks.build_preset('tiny')
+    snapshot.save_snapshot(str(run / 'snapshot-0000000004.pt'), dict(G_ema=G))
+    loaded = generate.load_generator(str(run))
+    assert type(loaded).__name__ == 'TriPlaneGenerator' and not loaded.training

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -60,8 +61,11 @@ def test_swap_with_itself_changes_nothing(snaps):
                                            progress=False)
     strip = images[(3, 3)]
     w = strip.shape[1] // 5
-    for k in range(1, 5):                                                       # B and every swap equal A exactly
-        assert (strip[:, k * w:(k + 1) * w] == strip[:, :w]).all()
+    # B and every swap equal A; CPU kernels may differ by ~1e-6 between batch rows (oneDNN blocking), which can
+    # flip one uint8 rounding step, so allow exactly that and nothing more
+    for k in range(1, 5):
+        diff = np.abs(strip[:, k * w:(k + 1) * w].astype(np.int16) - strip[:, :w].astype(np.int16))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     for row in report['rows']:
         assert row['sim_A'] == pytest.approx(1.0, abs=1e-5) and row['sim_B'] == pytest.approx(1.0, abs=1e-5)
 

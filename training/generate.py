@@ -169,9 +169,14 @@ def resolve_device(name):
     return torch.device(name)
 
 #----------------------------------------------------------------------------
-# Load the generator from a snapshot: G_ema if present, else G, in eval mode without gradients.
+# Load the generator from a snapshot (or a run dir's newest): G_ema if present, else G, in eval mode without gradients.
 
 def load_generator(path, device='cpu'):
+    if os.path.isdir(path):                         # a run dir means its newest snapshot
+        from training.checkpoint import latest_snapshot
+        run_dir, path = path, latest_snapshot(path)
+        if path is None:
+            raise FileNotFoundError(f'run dir {run_dir!r} holds no snapshot-NNNNNNNNNN.pt')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'network snapshot {path!r} does not exist')
     snap = snapshot.load_snapshot(path, device=device)
