@@ -28,14 +28,15 @@ from training import synthetic  # noqa: E402
 @click.option('--mesh',     help='Also write meshes/head_XXXX.ply (marching cubes) per head identity', is_flag=True)
 @click.option('--batch',    help='Identities rendered per batch', type=click.IntRange(min=1), default=16, show_default=True)
 @click.option('--threads',  help='CPU threads for torch while rendering (1 is fastest here)', type=click.IntRange(min=1), default=1, show_default=True)
-def main(outdir, faces, head_ids, views, res, seed, mesh, batch, threads):
+@click.option('--jobs',     help='Processes: 2 renders faces and heads at the same time (same files)', type=click.IntRange(min=1, max=2), default=2, show_default=True)
+def main(outdir, faces, head_ids, views, res, seed, mesh, batch, threads, jobs):
     """Render the synthetic head world into OUTDIR."""
     total = faces + head_ids * views
     start = time.time()
     with tqdm.tqdm(total=total, unit='img', desc='rendering') as bar:
         synthetic.build_world(outdir, num_faces=faces, num_head_ids=head_ids, views_per_head=views, resolution=res,
                               seed=seed, progress=bar.update, mesh=mesh, batch_size=batch,
-                              num_threads=threads)
+                              num_threads=threads, jobs=jobs)
     print(f'wrote {faces} faces and {head_ids} x {views} head views at {res}x{res} to {outdir} '
           f'in {time.time() - start:.1f} s')
 

@@ -162,3 +162,10 @@ def test_side_views_stay_centred():
     xs = torch.arange(32, dtype=torch.float32) + 0.5
     centre_x = (alpha.sum(1) * xs).sum(1) / alpha.sum((1, 2))
     assert torch.all((centre_x - 16).abs() < 3), centre_x
+
+def test_two_jobs_write_identical_files(tmp_path):
+    kw = dict(num_faces=3, num_head_ids=2, views_per_head=2, resolution=16, seed=5, progress=False)
+    synthetic.build_world(str(tmp_path / 'a'), jobs=1, **kw)
+    synthetic.build_world(str(tmp_path / 'b'), jobs=2, **kw)
+    for name in ('faces.zip', 'heads.zip', 'identities.json'):
+        assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes(), name

@@ -567,6 +567,11 @@ def write_ply(path, verts, faces):
     f['vertex_indices'] = faces.astype(np.int32)
     plyfile.PlyData([plyfile.PlyElement.describe(v, 'vertex'), plyfile.PlyElement.describe(f, 'face')]).write(path)
 
+# _write_set in a worker process (build_world with jobs > 1), with the caller's thread count.
+def _write_set_job(path, items, resolution, batch_size, num_threads):
+    torch.set_num_threads(num_threads)
+    _write_set(path, items, resolution, batch_size, None)
+
 #----------------------------------------------------------------------------
 # Build the synthetic world into outdir: faces.zip (num_faces identities, one near-frontal view each),
 # heads.zip (num_head_ids identities x views_per_head views over 360 degrees) and identities.json; with
@@ -574,24 +579,25 @@ def write_ply(path, verts, faces):
 # progress: True (a tqdm bar), False/None (silent) or a callable(n) told about every n images rendered.
 # num_threads: torch CPU threads while building (restored afterwards; None = leave as is). The field works on
 # many small per-identity tensors, where one thread is fastest: on a busy 2-core machine two threads were 7x
-# slower. The output does not depend on it.
+# slower. The output does not depend on it. jobs=2 renders heads.zip in a second process while this one renders
+# faces.zip (about half the time on 2 cores; identical files).
 
 def build_world(outdir, num_faces=2000, num_head_ids=50, views_per_head=24, resolution=64, seed=0,
-                progress=True, mesh=False, batch_size=16, num_threads=1):
+                progress=True, mesh=False, batch_size=16, num_threads=1, jobs=1):
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     try:
         return _build_world(outdir, num_faces, num_head_ids, views_per_head, resolution, seed, progress, mesh,
-                            batch_size)
+                            batch_size, jobs)
     finally:
         torch.set_num_threads(previous_threads)
 
 # The body of build_world.
-def _build_world(outdir, num_faces, num_head_ids, views_per_head, resolution, seed, progress, mesh, batch_size):
+def _build_world(outdir, num_faces, num_head_ids, views_per_head, resolution, seed, progress, mesh, batch_size, jobs=1):
     for name, value, low in [('num_faces', num_faces, 1), ('num_head_ids', num_head_ids, 1),
                              ('views_per_head', views_per_head, 1), ('resolution', resolution, 8),
-                             ('batch_size', batch_size, 1)]:
+                             ('batch_size', batch_size, 1), ('jobs', jobs, 1)]:
         if int(value) != value or value < low:
             raise ValueError(f'{name} must be an integer >= {low}, got {value!r}')
     os.makedirs(outdir, exist_ok=True)
@@ -621,8 +627,19 @@ def _build_world(outdir, num_faces, num_head_ids, views_per_head, resolution, se
         bar = tqdm.tqdm(total=len(face_items) + len(head_items), unit='img', desc='synthetic world')
         progress = bar.update
     try:
-        _write_set(os.path.join(outdir, 'faces.zip'), face_items, resolution, batch_size, progress or None)
-        _write_set(os.path.join(outdir, 'heads.zip'), head_items, resolution, batch_size, progress or None)
+        heads_path = os.path.join(outdir, 'heads.zip')
+        if jobs > 1:
+            import concurrent.futures
+            import multiprocessing
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+                job = pool.submit(_write_set_job, heads_path, head_items, resolution, batch_size, torch.get_num_threads())
+                _write_set(os.path.join(outdir, 'faces.zip'), face_items, resolution, batch_size, progress or None)
+                job.result()
+            if progress:
+                progress(len(head_items))
+        else:
+            _write_set(os.path.join(outdir, 'faces.zip'), face_items, resolution, batch_size, progress or None)
+            _write_set(heads_path, head_items, resolution, batch_size, progress or None)
     finally:
         if bar is not None:
             bar.close()
