@@ -59,3 +59,17 @@ def test_head_ft_tiny_with_ada_from_init(world, face_run, tmp_path):
     ft_G = snap['nets']['G'].state_dict()
     for k in [k for k in face_G if 'mapping' in k and k.endswith('weight')]:
         assert (face_G[k] - ft_G[k]).abs().max() < 0.05, k
+
+def test_nonfinite_steps_are_skipped_then_stop_the_run(world, face_run, tmp_path):
+    # an absurd G learning rate sends G to inf after its first step; later steps are non-finite, get skipped
+    # (counted and logged) and, after max_nonfinite_in_a_row of them, stop the run with a message
+    out = str(tmp_path / 'nan')
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--data', world['faces'], '--outdir', out, '--kimg', '1']
+                             + small_args(['optim.G.lr=1.0e+30', 'max_nonfinite_in_a_row=3', 'tick_kimg=0.004']))
+    assert res.exit_code != 0
+    assert 'non-finite steps in a row' in res.output
+    snap_path = latest_snapshot(out)
+    if snap_path is not None:      # any snapshot left behind holds finite weights
+        snap = load_snapshot(snap_path)
+        for name, net in snap['nets'].items():
+            assert all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()), name

@@ -56,7 +56,7 @@ def data_iterator(dataset, batch_gpu, seed, start_index, workers, device):
 # generator and leaves the global RNG untouched, so it never changes the training trajectory.
 
 @torch.no_grad()
-def save_grids(G_ema, grid_z, grid_c, run_dir, cur_nimg, writer):
+def save_grids(G_ema, grid_z, grid_c, run_dir, cur_nimg, writer, cols=None):
     from PIL import Image
     state = checkpoint.get_rng_state()
     gen = torch.Generator(device=grid_z.device).manual_seed(0)
@@ -69,7 +69,7 @@ def save_grids(G_ema, grid_z, grid_c, run_dir, cur_nimg, writer):
         x = ((x - lo) / max(float(hi - lo), 1e-8)).clamp(0, 1)
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         n, c, h, w = x.shape
-        cols = int(np.ceil(np.sqrt(n)))
+        cols = cols or int(np.ceil(np.sqrt(n)))       # grid_size[0] columns
         rows = int(np.ceil(n / cols))
         canvas = torch.zeros(c, rows * h, cols * w)
         for i in range(n):
@@ -244,7 +244,7 @@ def training_loop(
             from tqdm import tqdm
             pbar = tqdm(total=int(kimg * 1000), initial=state.cur_nimg, unit='img', dynamic_ncols=True, leave=False)
         if state.cur_nimg == 0:
-            save_grids(modules['G_ema'], grid_z, grid_c, run_dir, 0, writer)
+            save_grids(modules['G_ema'], grid_z, grid_c, run_dir, 0, writer, cols=grid_size[0])
     collector = training_stats.Collector(regex='.*', keep_previous=False)
     ada_signs = torch.zeros(2, device=device)  # (sum of real-logit signs, count) since the last ADA update
     ada_target, ada_interval = augment.get('target'), augment.get('interval', 4)
@@ -268,7 +268,7 @@ def training_loop(
             ada_p=float(augment_pipe.p) if augment_pipe is not None else None, rng=rng, nonfinite=state.nonfinite,
             loss_state=loss_obj.state_dict() if hasattr(loss_obj, 'state_dict') else None,
             data_pos={n: state.step * batch for n in datasets}, teacher=teacher_info)
-        save_grids(modules['G_ema'], grid_z, grid_c, run_dir, state.cur_nimg, writer)
+        save_grids(modules['G_ema'], grid_z, grid_c, run_dir, state.cur_nimg, writer, cols=grid_size[0])
 
     # The loop: fetch, phases, EMA, ADA, counters, tick, snapshot.
     while state.cur_nimg < total_nimg:
