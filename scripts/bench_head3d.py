@@ -67,7 +67,8 @@ def _row(ctx, preset, batch, nrr):
     from scripts.bench import timeit
     step, res, note = _head3d_step(preset, batch, nrr, ctx['device'])
     ms = timeit(step, ctx['device'], repeat=ctx['repeat'])
-    return dict(what=f'head3d step {preset} {res}^2, nr {nrr}, batch {batch}{note}', ms=ms, per_s=batch * 1e3 / ms, unit='img/s')
+    return dict(what=f'head3d step (main phases) {preset} {res}^2, nr {nrr}, batch {batch}{note}', ms=ms,
+                per_s=batch * 1e3 / ms, unit='img/s', batch=batch)
 
 def bench_head3d_step_tiny(ctx):
     return _row(ctx, 'tiny', batch=4, nrr=32)
