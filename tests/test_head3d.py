@@ -237,6 +237,21 @@ def test_teacher_frozen_and_ds_see_only_their_side(tiny):
     assert all(p.grad is None for p in tiny['teacher'].parameters())
     assert not any(p.requires_grad for p in tiny['teacher'].parameters())
 
+@pytest.mark.parametrize('d_batch,expected', [('half', 2), ('full', 4)])
+def test_each_d_step_takes_its_share_of_the_batch(tiny, d_batch, expected):
+    # d_batch='half': D_front and D_back each see half of the batch (fakes and reals), together one EG3D D step
+    loss, nets = _loss(tiny, _perturbed(tiny['teacher']), d_batch=d_batch)
+    sizes = []
+    hooks = [nets[f'D_{side}'].register_forward_hook(lambda m, a, o: sizes.append(len(o))) for side in ('front', 'back')]
+    for phase in loss.phases():
+        if phase.name in ('D_front_main', 'D_back_main'):
+            loss.accumulate_gradients(phase, _batch(4), 1, 0)
+    for h in hooks:
+        h.remove()
+    assert sizes == [expected] * 4           # (fake, real) x (D_front, D_back)
+    with pytest.raises(ValueError, match='d_batch'):
+        _loss(tiny, _perturbed(tiny['teacher']), d_batch='third')
+
 def test_r1_uses_each_discriminators_gamma(tiny):
     student = _perturbed(tiny['teacher'])
     out = {}

@@ -92,6 +92,9 @@ class Head3DLoss:
         density_reg_interval= 4,            # Lazy density regularisation: every N steps.
         density_reg_p_dist  = 0.004,        # Jitter of the second point.
         density_reg_points  = 1000,         # Random points per sample.
+        d_batch             = 'half',       # Samples per D_front / D_back step: 'half' of the batch each (the two
+                                            # alternating Ds together cost one EG3D D step, as the G step splits its
+                                            # batch into front and back halves) or the 'full' batch each.
     ):
         self.G = nets['G']
         if 'teacher' not in frozen:
@@ -116,6 +119,9 @@ class Head3DLoss:
                 raise ValueError(f'loss.lambda_{name} must be >= 0, got {value}')
         if not any(self.lambdas.values()):
             raise ValueError('Head3DLoss: every lambda is 0, the generator would get no loss')
+        if d_batch not in ('half', 'full'):
+            raise ValueError(f"loss.d_batch must be 'half' or 'full', got {d_batch!r}")
+        self.d_half = d_batch == 'half'
         self.all_planes = kd_planes == 'all'
         self.tau = math.radians(tau_deg)
         self.cond_pose = cond_pose
@@ -307,15 +313,23 @@ class Head3DLoss:
         raw = real_raw(images, self.G.neural_rendering_resolution)
         return {'image': images, 'image_raw': raw}, labels
 
+    # Reals of one side for its D step: the first half of the set's batch with d_batch='half', else all of it.
+    def _d_reals(self, side, batch):
+        real, c_real = self._reals(side, batch)
+        if self.d_half:
+            k = (len(c_real) + 1) // 2
+            real, c_real = {key: v[:k] for key, v in real.items()}, c_real[:k]
+        return real, c_real
+
     # Eq. 6, D part: softplus(D(fake)) + softplus(-D(real)) for one side's D.
     def d_main(self, side, batch, gain):
-        real, c_real = self._reals(side, batch)
+        real, c_real = self._d_reals(side, batch)
         c_fake = self.sample_cameras(len(c_real), side)
         return self._d_main_terms(f'D_{side}', self.D[side], self._fakes(c_fake), c_fake, real, c_real, gain)
 
     # Eq. 6, R1 part: gamma/2 |grad D(real)|^2 over image and image_raw, lazily every r1_interval steps.
     def d_reg(self, side, batch, gain):
-        real, c_real = self._reals(side, batch)
+        real, c_real = self._d_reals(side, batch)
         penalty = self._r1(self.D[side], real, c_real)
         loss = penalty * (self.r1_gamma[side] / 2)
         loss.mean().mul(gain).backward()
