@@ -1,0 +1,253 @@
+"""The main job in one command: the whole Head3D pipeline on the embedded synthetic world, with its report.
+
+    python scripts/demo.py --outdir runs/demo          (what `make demo` runs)
+
+Stages, each a plain CLI call that you can also run by hand (the report lists the exact commands):
+  1. world    scripts/make_synthetic.py: faces.zip (near-frontal, the FFHQ analogue) + heads.zip (50 identities x 360
+              degrees, the H3DH analogue)
+  2. face     train.py --config face_tiny     (the EG3D face teacher)
+  3. head_ft  train.py --config head_ft_tiny  (stage 1: head generator fine-tuned from the teacher)
+  4. head3d   train.py --config head3d_tiny   (stage 2: tri-plane distillation with dual discriminators)
+  5. samples  gen_samples.py images (front/side/back), video (360-degree orbit), shapes (coloured mesh)
+  6. metrics  scripts/calc_metrics.py with the metrics that work offline
+  7. report   report.md + report.html in --outdir
+
+A rerun reuses finished stages: the world is kept once complete, and train.py resumes a run dir from its latest
+snapshot (a finished run exits at once). Ctrl-C and rerun continues where it stopped.
+"""
+
+import glob
+import html
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+import click
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+#----------------------------------------------------------------------------
+# Run one stage's command with its output streaming to the terminal; a failure stops the demo with the command.
+
+def run_stage(name, cmd, timings, log):
+    line = ' '.join(shlex.quote(str(c)) for c in cmd)
+    print(f'\n=== [{name}] {line}', flush=True)
+    log.append((name, line))
+    t0 = time.time()
+    proc = subprocess.run([str(c) for c in cmd], cwd=ROOT)
+    timings[name] = timings.get(name, 0.0) + time.time() - t0
+    if proc.returncode != 0:
+        raise click.ClickException(f'stage {name!r} failed (exit {proc.returncode}): {line}')
+
+#----------------------------------------------------------------------------
+# The newest training snapshot of a run dir (None if there is none).
+
+def latest_snapshot(run_dir):
+    from training.checkpoint import latest_snapshot as latest
+    return latest(run_dir) if os.path.isdir(run_dir) else None
+
+#----------------------------------------------------------------------------
+# Last logged value of each loss term of a run (from stats.jsonl), for the report.
+
+def last_stats(run_dir):
+    path = os.path.join(run_dir, 'stats.jsonl')
+    if not os.path.isfile(path):
+        return {}
+    last = None
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                last = json.loads(line)
+    if not last:
+        return {}
+    out = {}
+    for key, value in last.items():
+        if key.startswith('Loss/') and isinstance(value, dict) and 'mean' in value:
+            out[key] = value['mean']
+        elif key.startswith('Loss/') and isinstance(value, (int, float)):
+            out[key] = value
+    return out
+
+#----------------------------------------------------------------------------
+# Read the metric JSON lines written by calc_metrics.
+
+def read_metrics(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+#----------------------------------------------------------------------------
+# Write report.md and report.html: images, per-stage time, final losses and metrics.
+
+def write_report(outdir, timings, commands, stage_runs, metric_rows, images, settings):
+    md = ['# Head3D demo report', '',
+          'The whole Head3D pipeline on the synthetic world (tiny CPU presets). Settings: ' +
+          ', '.join(f'{k}={v}' for k, v in settings.items()), '']
+    md += ['## Stages', '', '| stage | time (s, this invocation) | run dir | final losses |', '|---|---|---|---|']
+    for name in ['world', 'face', 'head_ft', 'head3d', 'samples', 'metrics']:
+        run_dir = stage_runs.get(name, '')
+        losses = last_stats(run_dir) if run_dir else {}
+        loss_text = '<br>'.join(f'{k} {v:.4g}' for k, v in sorted(losses.items())) or '-'
+        md.append(f'| {name} | {timings.get(name, 0.0):.1f} | {os.path.relpath(run_dir, outdir) if run_dir else "-"} '
+                  f'| {loss_text} |')
+    md += ['', 'A stage that was already finished by an earlier invocation shows only the time to confirm it.', '']
+    md += ['## Metrics (offline)', '', '| network | metric | split | value | samples |', '|---|---|---|---|---|']
+    for net, row in metric_rows:
+        md.append(f'| {net} | {row.get("label", row.get("metric"))} | {row.get("split") or "-"} | '
+                  f'{row["value"]:.4g} | {row.get("num", "-")} |')
+    md += ['', 'FD-/KD-<net> are Frechet / kernel distances in the feature space of the named offline network, '
+           'not FID/KID (the Inception detector is not available offline; see docs/metrics.md). KD is x100. '
+           'ID-proxy compares teacher and student frontal renders of the same seeds. 3D consistency is the PSNR of '
+           'a radiance field fitted to half of the views, on the other half.', '']
+    md += ['## Samples', '']
+    for title, rel in images:
+        if not rel.endswith('.png'):                 # videos and meshes are links
+            md.append(f'- {title}: [{rel}]({rel})')
+        else:
+            md += [f'### {title}', '', f'![{title}]({rel})', '']
+    md += ['## Commands', '', 'Each stage is a plain command; rerun any of them by hand:', '', '```']
+    md += [f'# {name}\n{line}' for name, line in commands]
+    md += ['```', '']
+    with open(os.path.join(outdir, 'report.md'), 'w') as f:
+        f.write('\n'.join(md))
+
+    # The same content as a self-contained HTML page (images referenced relatively).
+    body = []
+    for line in md:
+        if line.startswith('![') and '](' in line:
+            title, rel = line[2:].split('](', 1)
+            body.append(f'<figure><img src="{html.escape(rel[:-1])}" style="image-rendering:pixelated;max-width:100%">'
+                        f'<figcaption>{html.escape(title)}</figcaption></figure>')
+        elif line.startswith('#'):
+            level = len(line) - len(line.lstrip('#'))
+            body.append(f'<h{level}>{html.escape(line.lstrip("#").strip())}</h{level}>')
+        elif line.startswith('|'):
+            if set(line) <= set('|-'):
+                continue
+            cells = [html.escape(c.strip()).replace('&lt;br&gt;', '<br>') for c in line.strip('|').split('|')]
+            body.append('<tr>' + ''.join(f'<td>{c}</td>' for c in cells) + '</tr>')
+        elif line.startswith('- ') and '](' in line:
+            title, rel = line[2:].split(': [', 1)
+            href = rel.split('](')[1][:-1]
+            body.append(f'<p>{html.escape(title)}: <a href="{html.escape(href)}">{html.escape(href)}</a></p>')
+        elif line == '```':
+            continue
+        elif line:
+            body.append(f'<p>{html.escape(line)}</p>')
+    page = ('<!doctype html><meta charset="utf-8"><title>Head3D demo report</title>'
+            '<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td{border:1px solid #ccc;padding:2px 6px}'
+            'table{border-collapse:collapse}</style>')
+    text, in_table = [], False
+    for item in body:
+        if item.startswith('<tr>') and not in_table:
+            text.append('<table>')
+            in_table = True
+        if not item.startswith('<tr>') and in_table:
+            text.append('</table>')
+            in_table = False
+        text.append(item)
+    if in_table:
+        text.append('</table>')
+    with open(os.path.join(outdir, 'report.html'), 'w') as f:
+        f.write(page + '\n'.join(text))
+
+#----------------------------------------------------------------------------
+
+@click.command()
+@click.option('--outdir',       help='Output folder (rerun to continue)', default='runs/demo', show_default=True)
+@click.option('--faces',        help='Faces in the synthetic faces set', type=click.IntRange(min=16), default=1000, show_default=True)
+@click.option('--head-ids',     help='Identities in the heads set', type=click.IntRange(min=2), default=50, show_default=True)
+@click.option('--views',        help='Views per head identity', type=click.IntRange(min=4), default=24, show_default=True)
+@click.option('--face-kimg',    help='Training length of the face teacher', type=click.FloatRange(min=0, min_open=True), default=1.4, show_default=True)
+@click.option('--head-ft-kimg', help='Training length of stage 1', type=click.FloatRange(min=0, min_open=True), default=1.4, show_default=True)
+@click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=0.9, show_default=True)
+@click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
+@click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
+def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed):
+    """Run the whole Head3D pipeline on the synthetic world and write a report."""
+    outdir = os.path.abspath(outdir)
+    os.makedirs(outdir, exist_ok=True)
+    py = sys.executable
+    timings, commands, runs = {}, [], {}
+    t_start = time.time()
+
+    # 1. The synthetic world (kept once complete: identities.json is written last).
+    world = os.path.join(outdir, 'world')
+    if not os.path.isfile(os.path.join(world, 'identities.json')):
+        run_stage('world', [py, 'scripts/make_synthetic.py', '--outdir', world, '--faces', faces,
+                            '--head-ids', head_ids, '--views', views, '--res', 64, '--seed', seed], timings, commands)
+    else:
+        print(f'=== [world] reusing {world}', flush=True)
+        commands.append(('world', f'{py} scripts/make_synthetic.py --outdir {world} --faces {faces} --head-ids '
+                                  f'{head_ids} --views {views} --res 64 --seed {seed}'))
+    faces_zip, heads_zip = os.path.join(world, 'faces.zip'), os.path.join(world, 'heads.zip')
+
+    # 2-4. The three training stages; each rerun resumes its run dir (a finished one returns at once).
+    face_dir, ft_dir, h3_dir = (os.path.join(outdir, n) for n in ('face', 'head_ft', 'head3d'))
+    run_stage('face', [py, 'train.py', '--config', 'face_tiny', '--data', faces_zip, '--outdir', face_dir,
+                       '--kimg', face_kimg, '--seed', seed], timings, commands)
+    runs['face'] = face_dir
+    teacher = latest_snapshot(face_dir)
+    run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
+                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed], timings, commands)
+    runs['head_ft'] = ft_dir
+    head_ft = latest_snapshot(ft_dir)
+    run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
+                         '--teacher', teacher, '--init', head_ft, '--outdir', h3_dir, '--kimg', head3d_kimg,
+                         '--seed', seed], timings, commands)
+    runs['head3d'] = h3_dir
+    student = latest_snapshot(h3_dir)
+
+    # 5. Samples: multi-view grids of every stage, a 360-degree orbit video and a coloured mesh of the student.
+    samples = os.path.join(outdir, 'samples')
+    images = []
+    view_spec = 'yaw:0,45,90,135,180,-90'
+    for name, snap in (('face', teacher), ('head_ft', head_ft), ('head3d', student)):
+        sub = os.path.join(samples, name)
+        run_stage('samples', [py, 'gen_samples.py', 'images', '--network', snap, '--seeds', '0-5', '--views', view_spec,
+                              '--outdir', sub, '--device', 'cpu'], timings, commands)
+        grid = sorted(glob.glob(os.path.join(sub, 'grid*.png')))
+        if grid:
+            images.append((f'{name}: seeds 0-5 (rows) x yaw 0, 45, 90, 135, 180, -90 degrees (columns)', os.path.relpath(grid[0], outdir)))
+    run_stage('samples', [py, 'gen_samples.py', 'video', '--network', student, '--seeds', '0-3', '--grid', '2x2',
+                          '--frames', 48, '--fps', 24, '--outdir', os.path.join(samples, 'video'), '--device', 'cpu'],
+              timings, commands)
+    for mp4 in sorted(glob.glob(os.path.join(samples, 'video', '*.mp4'))):
+        images.append(('360-degree orbit video (head3d, seeds 0-3)', os.path.relpath(mp4, outdir)))
+    run_stage('samples', [py, 'gen_samples.py', 'shapes', '--network', student, '--seeds', '0', '--shape-res', 64,
+                          '--outdir', os.path.join(samples, 'shapes'), '--device', 'cpu'], timings, commands)
+    for ply in sorted(glob.glob(os.path.join(samples, 'shapes', '*.ply'))):
+        images.append(('coloured mesh (head3d, seed 0; open in MeshLab or Blender)', os.path.relpath(ply, outdir)))
+
+    # 6. Offline metrics for the student (and teacher vs student identity), written as JSON lines.
+    metrics_file = os.path.join(outdir, 'metrics.jsonl')
+    if os.path.exists(metrics_file):
+        os.remove(metrics_file)    # the report shows this invocation's values only
+    metric_rows = []
+    for name, snap in (('head_ft', head_ft), ('head3d', student)):
+        out = os.path.join(outdir, f'metrics-{name}.jsonl')
+        if os.path.exists(out):
+            os.remove(out)
+        run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads_zip,
+                              '--metrics', 'fd_randconv,kd_randconv', '--split', 'all,front,back', '--num', metric_num,
+                              '--teacher', teacher, '--out', out, '--device', 'cpu'], timings, commands)
+        run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--metrics', 'id_proxy,consistency3d',
+                              '--teacher', teacher, '--num-id', metric_num, '--c3d-ids', 2, '--c3d-views', 24,
+                              '--c3d-res', 32, '--c3d-grid', 32, '--c3d-iters', 150, '--c3d-rays', 1024,
+                              '--c3d-samples', 24, '--out', out, '--device', 'cpu'], timings, commands)
+        metric_rows += [(name, row) for row in read_metrics(out)]
+
+    # 7. Report.
+    settings = dict(faces=faces, head_ids=head_ids, views=views, face_kimg=face_kimg, head_ft_kimg=head_ft_kimg,
+                    head3d_kimg=head3d_kimg, seed=seed)
+    write_report(outdir, timings, commands, runs, metric_rows, images, settings)
+    print(f'\nDone in {time.time() - t_start:.0f} s. Report: {os.path.join(outdir, "report.md")} (and report.html)')
+
+
+if __name__ == '__main__':
+    main()
