@@ -28,6 +28,7 @@ import time
 import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SNAP_KIMG = 0.2        # a snapshot every 0.2 kimg (~30 s), so Ctrl-C loses little: the rerun resumes from it
 sys.path.insert(0, ROOT)
 
 #----------------------------------------------------------------------------
@@ -190,16 +191,16 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
     # 2-4. The three training stages; each rerun resumes its run dir (a finished one returns at once).
     face_dir, ft_dir, h3_dir = (os.path.join(outdir, n) for n in ('face', 'head_ft', 'head3d'))
     run_stage('face', [py, 'train.py', '--config', 'face_tiny', '--data', faces_zip, '--outdir', face_dir,
-                       '--kimg', face_kimg, '--seed', seed], timings, commands)
+                       '--kimg', face_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
     runs['face'] = face_dir
     teacher = latest_snapshot(face_dir)
     run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
-                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed], timings, commands)
+                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
     runs['head_ft'] = ft_dir
     head_ft = latest_snapshot(ft_dir)
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
                          '--teacher', teacher, '--init', head_ft, '--outdir', h3_dir, '--kimg', head3d_kimg,
-                         '--seed', seed], timings, commands)
+                         '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
     runs['head3d'] = h3_dir
     student = latest_snapshot(h3_dir)
 
