@@ -74,8 +74,9 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
     run_dir = os.path.abspath(outdir)
     if dist.get_rank() == 0:
         os.makedirs(run_dir, exist_ok=True)
-        old = read_saved_config(run_dir)
-        if old is not None:
+        from training.checkpoint import latest_snapshot
+        old = read_saved_config(run_dir) if latest_snapshot(run_dir) is not None else None   # no snapshot yet:
+        if old is not None:                                                                  # a fresh start
             diffs = diff_configs(old, cfg)
             if diffs:
                 raise click.ClickException(f'{run_dir} holds a run with another config; only kimg may change on resume. '

@@ -73,5 +73,15 @@ def test_resume_refuses_changed_config(tmp_path):
     from training.config import save_config
     cfg = load_config('face_tiny')
     save_config(cfg, str(out))
+    (out / 'snapshot-0000000004.pt').write_bytes(b'')     # the run has started (only the name is looked at)
     res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--set', 'loss.r1_gamma=3'])
     assert res.exit_code != 0 and f'loss.r1_gamma: {cfg.loss.r1_gamma} -> 3' in res.output
+
+def test_failed_start_does_not_lock_the_run_dir(tmp_path):
+    # a run that stopped before its first snapshot (here: a wrong data path) can be rerun with corrected options
+    out = tmp_path / 'run'
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--data', str(tmp_path / 'no.zip')])
+    assert res.exit_code != 0 and 'no.zip' in res.output
+    assert (out / 'config.yaml').exists()
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--data', str(tmp_path / 'other.zip')])
+    assert res.exit_code != 0 and 'other.zip' in res.output and 'another config' not in res.output
