@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 
 import torch
 
@@ -221,6 +222,18 @@ def get_plugin(module_name, sources, headers=None, source_dir=None, **build_kwar
             del os.environ['TORCH_CUDA_ARCH_LIST']
         else:
             os.environ['TORCH_CUDA_ARCH_LIST'] = old_archs
+
+#----------------------------------------------------------------------------
+# The plugin of an op, or None after a RuntimeWarning when it cannot be built or loaded (no nvcc, a compiler
+# error, a held build lock): the op then uses its reference implementation. Ops call this once per process.
+
+def load_plugin_or_warn(op_name, plugin_spec):
+    try:
+        return get_plugin(**plugin_spec)
+    except Exception as e:  # any build/load problem means: use the reference path
+        warnings.warn(f'{op_name}: could not build the CUDA kernel, using the slow reference '
+                      f'implementation instead. Reason:\n{e}', RuntimeWarning, stacklevel=4)
+        return None
 
 #----------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@ pure-PyTorch reference. Both paths support first and second derivatives."""
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,11 +58,7 @@ def _init():
     global _plugin, _init_done
     if not _init_done:
         _init_done = True
-        try:
-            _plugin = custom_ops.get_plugin(**PLUGIN_SPEC)
-        except Exception as e:  # any build/load problem means: use the reference path
-            warnings.warn(f'bias_act: could not build the CUDA kernel, using the slow reference '
-                          f'implementation instead. Reason:\n{e}', RuntimeWarning, stacklevel=3)
+        _plugin = custom_ops.load_plugin_or_warn('bias_act', PLUGIN_SPEC)
     return _plugin is not None
 
 #----------------------------------------------------------------------------

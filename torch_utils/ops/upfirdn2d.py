@@ -2,7 +2,6 @@
 reference. Both paths support first and second derivatives with respect to `x`."""
 
 import os
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +28,7 @@ def _init():
     global _plugin, _init_done
     if not _init_done:
         _init_done = True
-        try:
-            _plugin = custom_ops.get_plugin(**PLUGIN_SPEC)
-        except Exception as e:  # any build/load problem means: use the reference path
-            warnings.warn(f'upfirdn2d: could not build the CUDA kernel, using the slow reference '
-                          f'implementation instead. Reason:\n{e}', RuntimeWarning, stacklevel=3)
+        _plugin = custom_ops.load_plugin_or_warn('upfirdn2d', PLUGIN_SPEC)
     return _plugin is not None
 
 #----------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 
 import torch
 
-from training import snapshot
+from training.networks.triplane import PlaneGeneratorMixin, TriPlaneGenerator
 
 #----------------------------------------------------------------------------
 # Build a TriPlaneGenerator from its init kwargs, or pass an existing generator through.
@@ -14,16 +14,15 @@ def _as_generator(G, name):
     if isinstance(G, torch.nn.Module):
         return G
     if isinstance(G, dict):
-        from training.networks.triplane import TriPlaneGenerator
         return TriPlaneGenerator(**G)
     raise TypeError(f'XYSwapGenerator: {name} must be a TriPlaneGenerator or its init_kwargs dict, got {type(G).__name__}')
 
 #----------------------------------------------------------------------------
 # Head generator with the face generator's XY plane. Same call API as TriPlaneGenerator (mapping, synthesis_planes,
-# render_planes, synthesis, forward, query_field); its ws are the head's and the face's ws concatenated along the
+# render_planes, synthesis, forward, query_field; synthesis and forward come from PlaneGeneratorMixin); its ws are the head's and the face's ws concatenated along the
 # ws axis ([N, head.num_ws + face.num_ws, w_dim]) so that ws-level tools (truncation, interpolation) still apply.
 
-class XYSwapGenerator(torch.nn.Module):
+class XYSwapGenerator(PlaneGeneratorMixin, torch.nn.Module):
     def __init__(self,
         head_G,     # Head generator (TriPlaneGenerator, or its init_kwargs when rebuilt from a snapshot).
         face_G,     # Face generator whose XY plane is swapped in (same form).
@@ -79,36 +78,11 @@ class XYSwapGenerator(torch.nn.Module):
     def query_field(self, planes, coords, box_warp=None):
         return self.head_G.query_field(planes, coords, box_warp=box_warp)
 
-    # ws, c_render -> dict(image, image_raw, image_depth, weights_sum, planes, ws), as TriPlaneGenerator.synthesis.
-    def synthesis(self, ws, c_render, neural_rendering_resolution=None, noise_mode='const', update_emas=False,
-                  generator=None, render_overrides=None, **block_kwargs):
-        planes = self.synthesis_planes(ws, noise_mode=noise_mode, update_emas=update_emas, **block_kwargs)
-        out = self.render_planes(planes, ws, c_render, neural_rendering_resolution=neural_rendering_resolution,
-                                 generator=generator, render_overrides=render_overrides, **block_kwargs)
-        return dict(out, planes=planes, ws=ws)
-
-    # z, c (conditioning) and c_render (default c) -> the synthesis dict, as TriPlaneGenerator.forward.
-    def forward(self, z, c, c_render=None, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
-                noise_mode='const', update_emas=False, generator=None, render_overrides=None, **block_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, c if c_render is None else c_render, neural_rendering_resolution=neural_rendering_resolution,
-                              noise_mode=noise_mode, update_emas=update_emas, generator=generator,
-                              render_overrides=render_overrides, **block_kwargs)
-
-#----------------------------------------------------------------------------
-# The generator a snapshot is meant to be sampled with: G_ema when present, else G.
-
-def _snapshot_generator(path, device):
-    nets = snapshot.load_snapshot(path, device=device)['nets']
-    for key in ('G_ema', 'G'):
-        if key in nets:
-            return nets[key]
-    raise snapshot.SnapshotError(f'{path}: snapshot holds no generator (G_ema or G); it has {sorted(nets)}')
-
 #----------------------------------------------------------------------------
 # XYSwapGenerator from a head snapshot (e.g. head_ft) and a face snapshot (the teacher), frozen, in eval mode.
 
 def build_xy_swap(head_snapshot_path, face_snapshot_path, device='cpu'):
-    head_G = _snapshot_generator(head_snapshot_path, device)
-    face_G = _snapshot_generator(face_snapshot_path, device)
+    from training.generate import load_generator
+    head_G = load_generator(head_snapshot_path, device=device)
+    face_G = load_generator(face_snapshot_path, device=device)
     return XYSwapGenerator(head_G, face_G).eval().requires_grad_(False).to(device)

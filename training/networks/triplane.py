@@ -44,8 +44,30 @@ class OSGDecoder(torch.nn.Module):
         return dict(rgb=rgb, sigma=x[..., 0:1])
 
 #----------------------------------------------------------------------------
+# synthesis() and forward() of a tri-plane generator, written on its mapping(), synthesis_planes() and
+# render_planes(); shared by TriPlaneGenerator and wrappers that change how planes are made (XYSwapGenerator).
 
-class TriPlaneGenerator(torch.nn.Module):
+class PlaneGeneratorMixin:
+    # ws, c_render -> dict(image, image_raw, image_depth, weights_sum, planes, ws). noise_mode drives the
+    # backbone's noise; the SR uses sr_noise_mode as in EG3D.
+    def synthesis(self, ws, c_render, neural_rendering_resolution=None, noise_mode='const', update_emas=False,
+                  generator=None, render_overrides=None, **block_kwargs):
+        planes = self.synthesis_planes(ws, noise_mode=noise_mode, update_emas=update_emas, **block_kwargs)
+        out = self.render_planes(planes, ws, c_render, neural_rendering_resolution=neural_rendering_resolution,
+                                 generator=generator, render_overrides=render_overrides, **block_kwargs)
+        return dict(out, planes=planes, ws=ws)
+
+    # z, c (conditioning) and c_render (rendering camera, default c) -> the synthesis dict.
+    def forward(self, z, c, c_render=None, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
+                noise_mode='const', update_emas=False, generator=None, render_overrides=None, **block_kwargs):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        return self.synthesis(ws, c if c_render is None else c_render, neural_rendering_resolution=neural_rendering_resolution,
+                              noise_mode=noise_mode, update_emas=update_emas, generator=generator,
+                              render_overrides=render_overrides, **block_kwargs)
+
+#----------------------------------------------------------------------------
+
+class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
     def __init__(self,
         z_dim                       = 512,          # Latent (Z) size.
         c_dim                       = 25,           # Conditioning camera label size.
@@ -142,23 +164,6 @@ class TriPlaneGenerator(torch.nn.Module):
         sr_noise = self.sr_noise_mode if noise_mode is None else noise_mode
         image = self.superresolution(rgb_image, feature_image, ws, noise_mode=sr_noise, **block_kwargs)
         return dict(image=image, image_raw=rgb_image, image_depth=depth_image, weights_sum=weights_sum)
-
-    # ws, c_render -> dict(image, image_raw, image_depth, weights_sum, planes, ws). noise_mode drives the
-    # backbone's noise; the SR uses sr_noise_mode as in EG3D.
-    def synthesis(self, ws, c_render, neural_rendering_resolution=None, noise_mode='const', update_emas=False,
-                  generator=None, render_overrides=None, **block_kwargs):
-        planes = self.synthesis_planes(ws, noise_mode=noise_mode, update_emas=update_emas, **block_kwargs)
-        out = self.render_planes(planes, ws, c_render, neural_rendering_resolution=neural_rendering_resolution,
-                                 generator=generator, render_overrides=render_overrides, **block_kwargs)
-        return dict(out, planes=planes, ws=ws)
-
-    # z, c (conditioning) and c_render (rendering camera, default c) -> the synthesis dict.
-    def forward(self, z, c, c_render=None, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
-                noise_mode='const', update_emas=False, generator=None, render_overrides=None, **block_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, c if c_render is None else c_render, neural_rendering_resolution=neural_rendering_resolution,
-                              noise_mode=noise_mode, update_emas=update_emas, generator=generator,
-                              render_overrides=render_overrides, **block_kwargs)
 
     def extra_repr(self):
         return (f'z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, img_resolution={self.img_resolution}, '
