@@ -143,9 +143,7 @@ class GaussianCameraPoseSampler:
     # Gaussian (h, v) around the means; the camera looks at the origin.
     @staticmethod
     def sample(h, v, h_std=0.0, v_std=0.0, radius=DEFAULT_RADIUS, batch_size=1, device='cpu', generator=None):
-        hs = torch.randn((batch_size, 1), device=device, generator=generator) * h_std + _column(h, batch_size, device)
-        vs = torch.randn((batch_size, 1), device=device, generator=generator) * v_std + _column(v, batch_size, device)
-        return _look_at(_sphere_positions(hs, vs, radius), None)
+        return LookAtPoseSampler.sample(h, v, None, h_std, v_std, radius, batch_size, device, generator)
 
 class UniformCameraPoseSampler:
     # Uniform (h, v) in mean +- std; the camera looks at the origin.
