@@ -131,3 +131,12 @@ def test_distributed_single_process(capsys):
     distributed.print0('only rank zero')
     assert 'only rank zero' in capsys.readouterr().out
     distributed.barrier()
+
+
+def test_training_stats_reset_drops_pending_values():
+    training_stats.report('Loss/left_over', float('nan'))
+    training_stats.reset()
+    training_stats.report('Loss/fresh', 2.0)
+    coll = training_stats.Collector(regex='Loss/.*', keep_previous=False)
+    coll.update()
+    assert coll.names() == ['Loss/fresh']

@@ -81,6 +81,68 @@ def save_grids(G_ema, grid_z, grid_c, run_dir, cur_nimg, writer, cols=None):
             writer.add_image(f'Images/{key}', canvas, global_step=cur_nimg)
 
 #----------------------------------------------------------------------------
+# One Adam per trainable net. A net with lazy regularisation every k steps gets lr * k/(k+1) and betas **
+# (k/(k+1)) (StyleGAN2 appendix B), k being the largest interval among its phases.
+
+def build_optimizers(modules, trainable, phases, optim):
+    opts = {}
+    for name in trainable:
+        if name not in optim:
+            raise ValueError(f'loss trains {name!r} but the config has no optim.{name} (lr, betas, eps)')
+        k = max([p.interval for p in phases if p.net == name] + [1])
+        ratio = k / (k + 1) if k > 1 else 1
+        o = optim[name]
+        betas = [float(b) ** ratio for b in o.get("betas", [0.0, 0.99])]
+        opts[name] = torch.optim.Adam(modules[name].parameters(), lr=o['lr'] * ratio, betas=betas, eps=o.get('eps', 1e-8))
+    return opts
+
+#----------------------------------------------------------------------------
+# Initial weights of a fresh run: config `init` maps a net to 'init:KEY' or 'teacher:KEY' of the snapshots in
+# paths (role -> path or None). With --init, nets not named take the same-named net of that snapshot, and G_ema
+# follows G unless named itself.
+
+def init_from_snapshots(modules, init, paths, device):
+    sources = {role: load_snapshot(path, device=device)['nets'] for role, path in paths.items() if path is not None}
+    mapping = dict(init)
+    if 'init' in sources:
+        for name in modules:
+            if name not in mapping and name in sources['init']:
+                mapping[name] = f'init:{name}'
+    if 'G' in mapping and 'G_ema' not in init:
+        mapping['G_ema'] = mapping['G']
+    for name, src in mapping.items():
+        role, key = src.split(':')
+        if role not in sources:
+            raise ValueError(f'init.{name} = {src!r} but no --{role} snapshot was given')
+        if key not in sources[role]:
+            raise ValueError(f'init.{name} = {src!r}: that snapshot has no network {key!r} (it has {", ".join(sources[role])})')
+        misc.copy_params_and_buffers(sources[role][key], modules[name], require_all=True)
+
+#----------------------------------------------------------------------------
+# Running statistics that each rank updates from its own samples (w_avg) are averaged over ranks, so that all
+# ranks hold the same nets.
+
+@torch.no_grad()
+def average_buffers(nets):
+    if not dist.is_distributed():
+        return
+    for net in nets:
+        for b in net.buffers():
+            if b.is_floating_point():
+                torch.distributed.all_reduce(b)
+                b /= dist.get_world_size()
+
+#----------------------------------------------------------------------------
+# G_ema <- lerp(G, G_ema, beta) for parameters; buffers are copied.
+
+@torch.no_grad()
+def update_ema(G_ema, G, beta):
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+#----------------------------------------------------------------------------
 # Sum of the gradients of `params` over ranks and accumulation rounds, divided by `divisor`, and whether all
 # of them are finite. One flattened all_reduce; the finiteness check is the one host sync per phase.
 
@@ -146,6 +208,7 @@ def training_loop(
     if device.type == 'cpu':
         torch.set_num_threads(num_threads or os.cpu_count())
     misc.set_seed(seed)     # same init weights on every rank
+    training_stats.reset()  # nothing left over from an earlier run in this process
 
     # Data: one endless iterator per named set; label pools for the generator's cameras.
     datasets = {}
@@ -172,16 +235,7 @@ def training_loop(
     loss_obj = get_obj_by_name(loss['class'])(nets=modules, frozen=frozen, label_pools=label_pools,
                                               augment_pipe=augment_pipe, **loss_kwargs)
     phases = loss_obj.phases()
-    for name in loss_obj.trainable:
-        if name not in optim:
-            raise ValueError(f'loss trains {name!r} but the config has no optim.{name} (lr, betas, eps)')
-    opts = {}
-    for name in loss_obj.trainable:
-        k = max([p.interval for p in phases if p.net == name] + [1])
-        ratio = k / (k + 1) if k > 1 else 1      # lazy regularisation (StyleGAN2 appendix B)
-        o = optim[name]
-        betas = [float(b) ** ratio for b in o.get("betas", [0.0, 0.99])]
-        opts[name] = torch.optim.Adam(modules[name].parameters(), lr=o['lr'] * ratio, betas=betas, eps=o.get('eps', 1e-8))
+    opts = build_optimizers(modules, loss_obj.trainable, phases, optim)
 
     # State: resume from the run dir's latest snapshot, else an explicit --resume, else initialise.
     state = EasyDict(cur_nimg=0, tick=0, step=0, nonfinite=0)
@@ -200,25 +254,7 @@ def training_loop(
         state.update(cur_nimg=snap['cur_nimg'], tick=snap['tick'], step=snap['step'], nonfinite=snap.get('nonfinite', 0))
         dist.print0(f'Resuming from {snap_path} at kimg {state.cur_nimg / 1000:.3f}')
     else:
-        sources = {}
-        for role, path in (('init', init_path), ('teacher', teacher_path)):
-            if path is not None:
-                sources[role] = load_snapshot(path, device=device)['nets']
-        mapping = dict(init)
-        if 'init' in sources:
-            for name in modules:
-                if name not in mapping and name in sources['init']:
-                    mapping[name] = f'init:{name}'
-        if 'G' in mapping and 'G_ema' not in init:
-            mapping['G_ema'] = mapping['G']
-        for name, src in mapping.items():
-            role, key = src.split(':')
-            if role not in sources:
-                raise ValueError(f'init.{name} = {src!r} but no --{role} snapshot was given')
-            if key not in sources[role]:
-                raise ValueError(f'init.{name} = {src!r}: that snapshot has no network {key!r} (it has {", ".join(sources[role])})')
-            misc.copy_params_and_buffers(sources[role][key], modules[name], require_all=True)
-        del sources
+        init_from_snapshots(modules, init, dict(init=init_path, teacher=teacher_path), device)
     for module in modules.values():
         dist.broadcast_module(module)
     if snap is not None and len(snap['rng']) == world:
@@ -300,21 +336,10 @@ def training_loop(
                     raise RuntimeError(f'{nonfinite_in_a_row} non-finite steps in a row (last: phase {phase.name} at kimg '
                                        f'{state.cur_nimg / 1000:.3f}); stopping. The last good snapshot in {run_dir} is intact.')
 
-        # G_ema: exponential moving average of G with ramp-up; buffers copied. Running statistics that each rank
-        # updates from its own samples (w_avg) are averaged over ranks first, so all ranks hold the same nets.
-        with torch.no_grad():
-            if dist.is_distributed():
-                for name in loss_obj.trainable:
-                    for b in modules[name].buffers():
-                        if b.is_floating_point():
-                            torch.distributed.all_reduce(b)
-                            b /= world
-            ema_nimg = ema_kimg * 1000 if ema_rampup is None else min(ema_kimg * 1000, state.cur_nimg * ema_rampup)
-            beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
-            for p_ema, p in zip(modules['G_ema'].parameters(), modules['G'].parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(modules['G_ema'].buffers(), modules['G'].buffers()):
-                b_ema.copy_(b)
+        # G_ema: exponential moving average of G with ramp-up, after averaging running statistics over ranks.
+        average_buffers([modules[name] for name in loss_obj.trainable])
+        ema_nimg = ema_kimg * 1000 if ema_rampup is None else min(ema_kimg * 1000, state.cur_nimg * ema_rampup)
+        update_ema(modules['G_ema'], modules['G'], beta=0.5 ** (batch / max(ema_nimg, 1e-8)))
 
         # ADA: move p toward the target rate of positive real logits every ada_interval steps.
         if augment_pipe is not None and ada_target is not None and (state.step + 1) % ada_interval == 0:
