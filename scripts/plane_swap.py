@@ -36,10 +36,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from training import generate  # noqa: E402
+from metrics.identity import pixel_embedding  # noqa: E402
 
 # Proxy-ID settings (see the module docstring).
 PROXY_CROP = (0.25, 0.75)
-PROXY_RES = 16
 
 #----------------------------------------------------------------------------
 # Names of the three planes for a generator's plane axes: EG3D's third plane projects onto (z, x).
@@ -92,9 +92,7 @@ class ProxyEmbedder:
         _, _, h, w = images.shape
         lo, hi = PROXY_CROP
         crop = images[:, :, int(round(lo * h)):int(round(hi * h)), int(round(lo * w)):int(round(hi * w))].float()
-        x = F.adaptive_avg_pool2d(crop, PROXY_RES)
-        x = x - x.mean(dim=(2, 3), keepdim=True)
-        return F.normalize(x.flatten(1), dim=1)
+        return F.normalize(pixel_embedding(crop), dim=1)     # the ID-proxy embedding of metrics/identity.py
 
 class ModelEmbedder:
     label = 'ID'

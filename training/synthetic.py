@@ -25,6 +25,7 @@ import PIL.Image
 import torch
 
 from training import cameras
+from training.generate import to_uint8
 from training.rendering import RenderOptions, render_field, sample_rays
 
 # Density = DENSITY_SCALE * sigmoid(-sdf / SURFACE_SOFTNESS): a surface about a third of a 64^2 pixel thick.
@@ -475,9 +476,6 @@ def render_heads_with_alpha(params_list, labels, resolution, opts=None):
 def render_heads(params_list, labels, resolution, opts=None):
     return render_heads_with_alpha(params_list, labels, resolution, opts)['image']
 
-# Images [N,3,H,W] in [-1,1] -> uint8 [N,H,W,3].
-def to_uint8(images):
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 #----------------------------------------------------------------------------
 # Cameras of the two sets (radians).
