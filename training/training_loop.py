@@ -204,7 +204,11 @@ def training_loop(
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
     if deterministic:
-        torch.use_deterministic_algorithms(True)
+        # cuBLAS needs a fixed workspace for repeatable results (read when its handle is made, i.e. later). On CUDA
+        # some kernels (grid_sample's backward: atomic adds) have no deterministic version: warn, do not fail.
+        if device.type == 'cuda':
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True, warn_only=device.type == 'cuda')
     if device.type == 'cpu':
         torch.set_num_threads(num_threads or os.cpu_count())
     misc.set_seed(seed)     # same init weights on every rank
