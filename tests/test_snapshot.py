@@ -88,3 +88,25 @@ def test_missing_corrupt_and_foreign_files(tmp_path):
     assert not marker.exists()
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# RNG states survive a snapshot round trip, also when the snapshot is loaded onto the GPU (map_location='cuda'
+# puts every tensor there; numpy and torch need host tensors: this failed on an H200 before the fix).
+
+def _rng_draws():
+    import random
+    import numpy as np
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs CUDA'))])
+def test_rng_state_round_trip(tmp_path, device):
+    from training import checkpoint
+    torch.manual_seed(1)
+    state = checkpoint.get_rng_state()
+    expected = _rng_draws()
+    save_snapshot(tmp_path / 's.pt', {}, rng=[state])
+    loaded = load_snapshot(tmp_path / 's.pt', device=device, build=False)['rng'][0]
+    _rng_draws()                                  # move the generators on
+    checkpoint.set_rng_state(loaded)
+    assert _rng_draws() == expected

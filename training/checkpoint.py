@@ -51,7 +51,8 @@ def set_rng_state(state):
     py = state['python']
     random.setstate((py[0], tuple(py[1]), py[2]))
     kind, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    # A snapshot loaded with map_location='cuda' holds these tensors on the GPU: numpy and torch take host tensors.
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state['torch'].cpu())
     if state['cuda'] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
