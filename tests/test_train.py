@@ -26,7 +26,7 @@ def run(args):
 @pytest.fixture(scope='module')
 def face_run(world, tmp_path_factory):
     out = str(tmp_path_factory.mktemp('face'))
-    run(['--config', 'face_tiny', '--data', world['faces'], '--outdir', out, '--kimg', '0.012'] + small_args())
+    run(['--config', 'face_tiny', '--data', world['faces'], '--outdir', out, '--kimg', '0.012'] + small_args(['progress=true']))
     return out
 
 def test_face_tiny_runs_and_snapshot_loads(face_run):
@@ -41,6 +41,9 @@ def test_face_tiny_runs_and_snapshot_loads(face_run):
         assert term in names
     assert all(v['mean'] == v['mean'] for l in lines for k, v in l.items() if k.startswith('Loss/'))   # no NaN
     assert os.path.isfile(os.path.join(face_run, 'fakes0000000012.png'))
+    log = open(os.path.join(face_run, 'log.txt')).read()
+    assert 'tick 0 ' in log and 'kimg 0.012' in log
+    assert '\r' not in log and 'img/s]' not in log            # the progress bar stays on the terminal
     # G_ema moved away from its init but differs from G (it is an average)
     g, ge = snap['nets']['G'].state_dict(), snap['nets']['G_ema'].state_dict()
     assert any(not torch.equal(g[k], ge[k]) for k in g if g[k].is_floating_point())

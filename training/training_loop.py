@@ -7,6 +7,7 @@ logging and snapshots. Rerunning the same command resumes from the run dir's lat
 import copy
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -282,7 +283,9 @@ def training_loop(
         stats_file = open(os.path.join(run_dir, 'stats.jsonl'), 'a', encoding='utf-8')
         if progress:
             from tqdm import tqdm
-            pbar = tqdm(total=int(kimg * 1000), initial=state.cur_nimg, unit='img', dynamic_ncols=True, leave=False)
+            # The bar goes to the terminal only (sys.__stderr__), not through train.py's log.txt tee.
+            pbar = tqdm(total=int(kimg * 1000), initial=state.cur_nimg, unit='img', dynamic_ncols=True, leave=False,
+                        file=sys.__stderr__ or sys.stderr)
         if state.cur_nimg == 0:
             save_grids(modules['G_ema'], grid_z, grid_c, run_dir, 0, writer, cols=grid_size[0])
     collector = training_stats.Collector(regex='.*', keep_previous=False)
