@@ -377,7 +377,11 @@ def training_loop(
                     f'sec/tick {tick_time:<7.2f} sec/kimg {tick_time / max(kimg_done, 1e-8):<8.2f} '
                     f'img/s {kimg_done * 1000 / max(tick_time, 1e-8):<7.1f} {mem} augment {p_val:.3f}')
             if rank == 0:
-                (pbar.write if pbar is not None else print)(line)
+                if pbar is not None:
+                    pbar.clear()        # the bar is on the terminal's stderr, the tick line goes to stdout (and log.txt)
+                print(line, flush=True)
+                if pbar is not None:
+                    pbar.refresh()
                 stats = collector.as_dict()
                 stats.update({'Progress/kimg': dict(mean=state.cur_nimg / 1000), 'Progress/augment': dict(mean=p_val),
                               'Timing/sec_per_kimg': dict(mean=tick_time / max(kimg_done, 1e-8)), 'timestamp': now})
