@@ -2,13 +2,14 @@
 # Every GPU check of this project in one call, for a GPU machine lent for a few minutes:
 #   1. build the CUDA ops, their CUDA-vs-reference parity tests and op timings   (scripts/gpu_check.py)
 #   2. the benchmark table at full size                                          (scripts/bench.py)
+#      and a torch.profiler table of one full-size face step                     (scripts/profile_step.py)
 #   3. real train.py runs of the full `face` config at 512^2, batch 8 (EG3D's reference setting), TF32 on
 #      (our default) and off (as EG3D sets it), on random images: the loop's own s/kimg tick lines
 #   4. the tiny pipeline end to end on CUDA: world, face / head_ft / head3d, an exact-resume check,
 #      gen_samples images + shapes, calc_metrics
 # Each part has its own time limit and the script goes on after a failure; logs go to $OUT (or ./gpu-out).
 # Python packages the machine lacks can travel as wheels in .whl/ (README "GPU checks").
-# Usage: bash scripts/gpu_session.sh [PART ...]     PART: ops bench train e2e (default: all)
+# Usage: bash scripts/gpu_session.sh [PART ...]     PART: ops bench profile train e2e (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-out}"
@@ -18,7 +19,7 @@ DEV="${GPU_DEVICE:-cuda}"   # GPU_DEVICE=cpu rehearses the script on a machine w
 export PYTHONUNBUFFERED=1
 WORK="${GPU_WORK:-/tmp/head3d-gpu}"
 mkdir -p "$WORK"
-PARTS="${*:-ops bench train e2e}"
+PARTS="${*:-ops bench profile train e2e}"
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
@@ -46,6 +47,10 @@ fi
 
 if want bench; then
     part bench 200 bench.log "$PY" scripts/bench.py --json "$OUT/bench.json" --repeat 5
+fi
+
+if want profile; then
+    part profile 150 profile.log "$PY" scripts/profile_step.py --steps 3 --rows 40
 fi
 
 if want train; then
