@@ -5,11 +5,12 @@
 #      and a torch.profiler table of one full-size face step                     (scripts/profile_step.py)
 #   3. real train.py runs of the full `face` config at 512^2, batch 8 (EG3D's reference setting), TF32 on
 #      (our default) and off (as EG3D sets it), on random images: the loop's own s/kimg tick lines
-#   4. the tiny pipeline end to end on CUDA: world, face / head_ft / head3d, an exact-resume check,
+#   4. the tiny pipeline end to end on CUDA: world, face / head_ft / head3d, a resume check,
 #      gen_samples images + shapes, calc_metrics
 # Each part has its own time limit and the script goes on after a failure; logs go to $OUT (or ./gpu-out).
-# Python packages the machine lacks can travel as wheels in .whl/ (README "GPU checks").
-# Usage: bash scripts/gpu_session.sh [PART ...]     PART: ops bench profile train e2e (default: all)
+# Python packages the machine lacks (lpips, PyMCubes, plyfile, trimesh, mrcfile) are installed from wheels in .whl/ if
+# present (README, "Speed (measured)").
+# Usage: bash scripts/gpu_session.sh [PART ...]     PART: ops bench profile train e2e (default: all; about 8 min on an H200)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-out}"
@@ -73,8 +74,8 @@ with open(os.path.join(out, 'dataset.json'), 'w') as f:
     json.dump({'labels': rows}, f)
 EOF
     common=(--config face --data "$WORK/rand512" --batch 8 --set tick_kimg=0.25 --set snap_kimg=100 --set grid_size=[2,1])
-    part train_tf32 150 train.log "$PY" train.py "${common[@]}" --outdir "$WORK/face_tf32" --kimg 1.25
-    part train_notf32 120 train.log "$PY" train.py "${common[@]}" --outdir "$WORK/face_notf32" --kimg 0.75 --set tf32=false
+    part train_tf32 150 train.log "$PY" train.py "${common[@]}" --outdir "$WORK/face_tf32" --kimg 1.0
+    part train_notf32 120 train.log "$PY" train.py "${common[@]}" --outdir "$WORK/face_notf32" --kimg 0.5 --set tf32=false
     grep -h "^tick" "$OUT/train.log" | tee -a "$summary"
 fi
 
