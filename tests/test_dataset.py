@@ -42,6 +42,17 @@ def _make_folder(path, yaws_deg=YAWS_DEG, res=8):
     return path
 
 # Rewrite one label entry of a folder dataset with fn(label) -> label.
+
+# The folder's files (images and dataset.json) stored in a zip at zpath, plus `extra` {name: bytes}; returns zpath.
+def _zip_folder(folder, zpath, extra=None):
+    with zipfile.ZipFile(zpath, 'w') as z:
+        for f in sorted(folder.rglob('*')):
+            if f.is_file():
+                z.write(f, f.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+    return zpath
+
 def _edit_label(path, idx, fn):
     data = json.loads((path / 'dataset.json').read_text())
     data['labels'][idx][1] = fn(data['labels'][idx][1])
@@ -61,11 +72,7 @@ def _expect_error(path, *fragments, **kwargs):
 
 def test_folder_and_zip_load_identically(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
-    zpath = tmp_path / 'ds.zip'
-    with zipfile.ZipFile(zpath, 'w', compression=zipfile.ZIP_STORED) as z:
-        for f in sorted(folder.rglob('*')):
-            if f.is_file():
-                z.write(f, f.relative_to(folder).as_posix())
+    zpath = _zip_folder(folder, tmp_path / 'ds.zip')
     a, b = ImageLabelDataset(folder), ImageLabelDataset(zpath)
     assert len(a) == len(b) == len(YAWS_DEG)
     assert a.resolution == 8 and a.num_channels == 3 and b.name == 'ds'
@@ -78,11 +85,7 @@ def test_folder_and_zip_load_identically(tmp_path):
 
 def test_zip_handle_is_pickle_safe(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
-    zpath = tmp_path / 'ds.zip'
-    with zipfile.ZipFile(zpath, 'w') as z:
-        for f in folder.rglob('*'):
-            if f.is_file():
-                z.write(f, f.relative_to(folder).as_posix())
+    zpath = _zip_folder(folder, tmp_path / 'ds.zip')
     ds = ImageLabelDataset(zpath)
     first = ds[0][0]  # opens the zip handle
     clone = pickle.loads(pickle.dumps(ds))
@@ -189,12 +192,7 @@ def test_empty_dataset(tmp_path):
 
 def test_zip_entry_escaping_root(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
-    zpath = tmp_path / 'evil.zip'
-    with zipfile.ZipFile(zpath, 'w') as z:
-        for f in folder.rglob('*'):
-            if f.is_file():
-                z.write(f, f.relative_to(folder).as_posix())
-        z.writestr('../outside.png', b'x')
+    zpath = _zip_folder(folder, tmp_path / 'evil.zip', extra={'../outside.png': b'x'})
     _expect_error(zpath, 'evil.zip', '../outside.png', 'escapes')
 
 def test_missing_dataset_json(tmp_path):
@@ -271,11 +269,7 @@ def test_max_size_deterministic_subset(tmp_path):
 
 def test_dataloader_workers_read_zip(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
-    zpath = tmp_path / 'ds.zip'
-    with zipfile.ZipFile(zpath, 'w') as z:
-        for f in folder.rglob('*'):
-            if f.is_file():
-                z.write(f, f.relative_to(folder).as_posix())
+    zpath = _zip_folder(folder, tmp_path / 'ds.zip')
     ds = ImageLabelDataset(zpath, mirror=True)
     ds[0]  # the parent's open handle must not leak into the workers
     loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)

@@ -2,9 +2,12 @@
 
 import os
 import pickle
+import random
+
+import numpy as np
 import pytest
 import torch
-from training import cameras
+from training import cameras, checkpoint
 from training.networks import build_preset
 from training.snapshot import SnapshotError, load_snapshot, save_snapshot
 
@@ -88,20 +91,15 @@ def test_missing_corrupt_and_foreign_files(tmp_path):
     assert not marker.exists()
 
 #----------------------------------------------------------------------------
-
-#----------------------------------------------------------------------------
 # RNG states survive a snapshot round trip, also when the snapshot is loaded onto the GPU (map_location='cuda'
 # puts every tensor there; numpy and torch need host tensors: this failed on an H200 before the fix).
 
 def _rng_draws():
-    import random
-    import numpy as np
     return random.random(), float(np.random.rand()), float(torch.rand(1))
 
 @pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs CUDA'))])
 def test_rng_state_round_trip(tmp_path, device):
-    from training import checkpoint
     torch.manual_seed(1)
     state = checkpoint.get_rng_state()
     expected = _rng_draws()
