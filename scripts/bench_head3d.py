@@ -21,6 +21,7 @@ from training import cameras                                    # noqa: E402
 from training.losses.head3d import Head3DLoss                   # noqa: E402
 from training.losses.perceptual import PerceptualError          # noqa: E402
 from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator  # noqa: E402
+from scripts.bench_train import step_row                        # noqa: E402
 
 #----------------------------------------------------------------------------
 # Build teacher, student, two Ds, their optimisers and a Head3D loss for a network preset; returns a step function.
@@ -64,11 +65,8 @@ def _head3d_step(preset, batch, nrr, device):
 # Rows: tiny sizes everywhere; the ffhq512 networks at 128^2 neural rendering (the paper's stage) on CUDA.
 
 def _row(ctx, preset, batch, nrr):
-    from scripts.bench import timeit
     step, res, note = _head3d_step(preset, batch, nrr, ctx['device'])
-    ms = timeit(step, ctx['device'], repeat=ctx['repeat'])
-    return dict(what=f'head3d step (main phases) {preset} {res}^2, nr {nrr}, batch {batch}{note}', ms=ms,
-                per_s=batch * 1e3 / ms, unit='img/s', batch=batch)
+    return step_row(ctx, step, f'head3d step (main phases) {preset} {res}^2, nr {nrr}, batch {batch}{note}', batch)
 
 def bench_head3d_step_tiny(ctx):
     return _row(ctx, 'tiny', batch=4, nrr=32)

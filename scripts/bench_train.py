@@ -47,12 +47,16 @@ def _train_step(preset, batch, nrr, device, bf16=False, ada=True, all_phases=Tru
             opts[phase.net].step()
     return step, res
 
-def _row(ctx, preset, batch, nrr, ada=True, all_phases=True, stage='train'):
+# A bench.py row for a training step function: its median time, images per second and batch (-> s/kimg).
+def step_row(ctx, step, what, batch):
     from scripts.bench import timeit
-    step, res = _train_step(preset, batch, nrr, ctx['device'], ada=ada, all_phases=all_phases)
     ms = timeit(step, ctx['device'], repeat=ctx['repeat'])
-    what = f'{stage} step ({"all phases" if all_phases else "main phases"}) {preset} {res}^2, nr {nrr}, batch {batch}'
     return dict(what=what, ms=ms, per_s=batch * 1e3 / ms, unit='img/s', batch=batch)
+
+def _row(ctx, preset, batch, nrr, ada=True, all_phases=True, stage='train'):
+    step, res = _train_step(preset, batch, nrr, ctx['device'], ada=ada, all_phases=all_phases)
+    what = f'{stage} step ({"all phases" if all_phases else "main phases"}) {preset} {res}^2, nr {nrr}, batch {batch}'
+    return step_row(ctx, step, what, batch)
 
 def bench_train_step_tiny(ctx):
     return _row(ctx, 'tiny', batch=4, nrr=32)

@@ -15,9 +15,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from scripts.bench_train import _train_step      # noqa: E402
+from training.networks import PRESETS            # noqa: E402
 
 @click.command()
-@click.option('--preset', help='Network preset', type=click.Choice(['ffhq512', 'tiny']), default=None,
+@click.option('--preset', help='Network preset', type=click.Choice(sorted(PRESETS)), default=None,
               show_default='ffhq512 on a GPU, tiny on CPU')
 @click.option('--batch', help='Batch size', type=click.IntRange(min=1), default=None, show_default='8 GPU / 4 CPU')
 @click.option('--nrr', help='Neural rendering resolution', type=click.IntRange(min=8), default=None,
