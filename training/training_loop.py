@@ -144,6 +144,29 @@ def update_ema(G_ema, G, beta):
         b_ema.copy_(b)
 
 #----------------------------------------------------------------------------
+# The tick line: progress, timing, memory (the CUDA peak since the last tick, then reset) and ADA p.
+
+def tick_line(tick, cur_nimg, elapsed, tick_time, kimg_done, p_val, device):
+    mem = f'cpumem {psutil.Process().memory_info().rss / 2**30:.2f}'
+    if device.type == 'cuda':
+        mem += f' gpumem {torch.cuda.max_memory_allocated(device) / 2**30:.2f}'
+        torch.cuda.reset_peak_memory_stats(device)
+    return (f'tick {tick:<5d} kimg {cur_nimg / 1000:<9.3f} time {elapsed:<8.1f} '
+            f'sec/tick {tick_time:<7.2f} sec/kimg {tick_time / max(kimg_done, 1e-8):<8.2f} '
+            f'img/s {kimg_done * 1000 / max(tick_time, 1e-8):<7.1f} {mem} augment {p_val:.3f}')
+
+# A tick's statistics, one stats.jsonl line and the finite means as TensorBoard scalars (rank 0).
+def write_tick_stats(collector, stats_file, writer, cur_nimg, p_val, sec_per_kimg, now):
+    stats = collector.as_dict()
+    stats.update({'Progress/kimg': dict(mean=cur_nimg / 1000), 'Progress/augment': dict(mean=p_val),
+                  'Timing/sec_per_kimg': dict(mean=sec_per_kimg), 'timestamp': now})
+    stats_file.write(json.dumps(stats) + '\n')
+    stats_file.flush()
+    for name, v in stats.items():
+        if isinstance(v, dict) and np.isfinite(v['mean']):
+            writer.add_scalar(name, v['mean'], global_step=cur_nimg)
+
+#----------------------------------------------------------------------------
 # Sum of the gradients of `params` over ranks and accumulation rounds, divided by `divisor`, and whether all
 # of them are finite. One flattened all_reduce; the finiteness check is the one host sync per phase.
 
@@ -369,27 +392,15 @@ def training_loop(
             tick_time = now - tick_start_time
             kimg_done = (state.cur_nimg - tick_start_nimg) / 1000
             p_val = float(augment_pipe.p) if augment_pipe is not None else 0.0
-            mem = f'cpumem {psutil.Process().memory_info().rss / 2**30:.2f}'
-            if device.type == 'cuda':
-                mem += f' gpumem {torch.cuda.max_memory_allocated(device) / 2**30:.2f}'
-                torch.cuda.reset_peak_memory_stats(device)
-            line = (f'tick {state.tick:<5d} kimg {state.cur_nimg / 1000:<9.3f} time {now - start_time:<8.1f} '
-                    f'sec/tick {tick_time:<7.2f} sec/kimg {tick_time / max(kimg_done, 1e-8):<8.2f} '
-                    f'img/s {kimg_done * 1000 / max(tick_time, 1e-8):<7.1f} {mem} augment {p_val:.3f}')
+            line = tick_line(state.tick, state.cur_nimg, now - start_time, tick_time, kimg_done, p_val, device)
             if rank == 0:
                 if pbar is not None:
                     pbar.clear()        # the bar is on the terminal's stderr, the tick line goes to stdout (and log.txt)
                 print(line, flush=True)
                 if pbar is not None:
                     pbar.refresh()
-                stats = collector.as_dict()
-                stats.update({'Progress/kimg': dict(mean=state.cur_nimg / 1000), 'Progress/augment': dict(mean=p_val),
-                              'Timing/sec_per_kimg': dict(mean=tick_time / max(kimg_done, 1e-8)), 'timestamp': now})
-                stats_file.write(json.dumps(stats) + '\n')
-                stats_file.flush()
-                for name, v in stats.items():
-                    if isinstance(v, dict) and np.isfinite(v['mean']):
-                        writer.add_scalar(name, v['mean'], global_step=state.cur_nimg)
+                write_tick_stats(collector, stats_file, writer, state.cur_nimg, p_val,
+                                 tick_time / max(kimg_done, 1e-8), now)
             state.tick += 1
             tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
 
