@@ -92,6 +92,7 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
     try:
         dist.print0(f'Run dir: {run_dir}\n' + dump_yaml(cfg))
         training_loop(run_dir=run_dir, **cfg)
+        dist.barrier()      # leave together: no rank tears its process group down while another still writes or sends
     except (DatasetError, SnapshotError, ValueError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
     finally:
