@@ -8,6 +8,8 @@ Registered metrics:
   id                     teacher-student identity consistency (table 4 "ID"), TorchScript face model.
   id_proxy               the same with the pixel-correlation proxy (synthetic world), labelled ID-proxy.
   consistency3d          3D-consistency PSNR (table 3, GRAM-HD protocol).
+  backview               back-view rate: yaw-180 renders that look like real back views, not a second face
+                         (metrics/backview.py; offline, needs the dataset's front and back views).
 """
 
 import dataclasses
@@ -15,7 +17,7 @@ import time
 
 import torch
 
-from metrics import consistency3d, frechet, identity, splits
+from metrics import backview, consistency3d, frechet, identity, splits
 from metrics.detectors import BUILTIN_DETECTORS, load_detector
 from metrics.features import generated_features, real_features
 from training.dataset import ImageLabelDataset
@@ -26,7 +28,7 @@ from training.dataset import ImageLabelDataset
 @dataclasses.dataclass(frozen=True)
 class MetricSpec:
     name: str               # registry key, as written on the command line
-    kind: str               # 'fd', 'kd', 'id', 'id_proxy' or 'consistency3d'
+    kind: str               # 'fd', 'kd', 'id', 'id_proxy', 'consistency3d' or 'backview'
     label: str              # how the value is reported
     detector: str = None    # feature network of fd/kd metrics
     per_split: bool = False # computed once per view split (all/front/back)
@@ -38,7 +40,8 @@ def _build_registry():
         specs += [MetricSpec(f'fd_{net}', 'fd', f'FD-{net}', net, True),
                   MetricSpec(f'kd_{net}', 'kd', f'KD-{net} x100', net, True)]
     specs += [MetricSpec('id', 'id', 'ID'), MetricSpec('id_proxy', 'id_proxy', 'ID-proxy'),
-              MetricSpec('consistency3d', 'consistency3d', '3D-consistency PSNR (dB)')]
+              MetricSpec('consistency3d', 'consistency3d', '3D-consistency PSNR (dB)'),
+              MetricSpec('backview', 'backview', 'View accuracy (kNN)', per_split=True)]
     return {s.name: s for s in specs}
 
 METRICS = _build_registry()
@@ -140,12 +143,13 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
     opts = make_options(**options)
     device = torch.device(device)
     specs = [METRICS[n] for n in names]
-    needs_data = any(s.kind in ('fd', 'kd') for s in specs)
+    needs_data = any(s.kind in ('fd', 'kd', 'backview') for s in specs)
     if needs_data and data is None:
-        raise ValueError(f'metrics {", ".join(s.name for s in specs if s.kind in ("fd", "kd"))} need a dataset (data=PATH)')
+        raise ValueError(f'metrics {", ".join(s.name for s in specs if s.kind in ("fd", "kd", "backview"))} '
+                         'need a dataset (data=PATH)')
     if any(s.kind in ('id', 'id_proxy') for s in specs) and teacher is None:
         raise ValueError('identity metrics (id, id_proxy) need the teacher generator (--teacher)')
-    dataset = ImageLabelDataset(data) if needs_data else None
+    dataset = ImageLabelDataset(data) if any(s.kind in ('fd', 'kd') for s in specs) else None
 
     # Load every network first: a missing file fails before hours of other metrics, not after.
     detectors = {}
@@ -160,7 +164,7 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
     for spec in specs:
         for split in (split_names if spec.per_split else [None]):
             t0 = time.time()
-            det_name, det_digest, num = None, None, None
+            det_name, det_digest, num, extra = None, None, None, {}
             if spec.kind in ('fd', 'kd'):
                 det = detectors[spec.detector]
                 det_name, det_digest = det.name, det.digest
@@ -186,6 +190,18 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
                                                      truncation_psi=opts.truncation_psi, device=device, progress=bar)
                 _close(bar)
                 num = opts.id_num
+            elif spec.kind == 'backview':
+                if 'backview' not in features:
+                    ref = backview.reference_views(data, max_real=opts.max_real, seed=opts.seed)
+                    bar = _bar(progress, opts.num, spec.name)
+                    rates = backview.generator_rates(G, ref, opts.num, batch=opts.batch, seed=opts.seed,
+                                                     truncation_psi=opts.truncation_psi, device=device, progress=bar)
+                    _close(bar)
+                    features['backview'] = (rates, backview.real_rates(ref), ref)
+                rates, real, ref = features['backview']
+                value, num = backview.split_value(rates, split), opts.num
+                det_name = f'knn{backview.K} on {backview.POOL}x{backview.POOL} px of {ref["num_front"]} front + {ref["num_back"]} back real views'
+                extra = dict(real_value=backview.split_value(real, split))
             else:
                 bar = _bar(progress, opts.c3d_identities, spec.name)
                 value = consistency3d.generator_consistency(
@@ -197,7 +213,7 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
                 num = opts.c3d_identities
             results.append(dict(metric=spec.name, label=spec.label, split=split, value=float(value), num=num,
                                 detector=det_name, detector_digest=det_digest, time=round(time.time() - t0, 3),
-                                timestamp=time.time()))
+                                timestamp=time.time(), **extra))
     return results
 
 # Real and generated features of one split for one detector.

@@ -4,7 +4,9 @@ Writes one JSON line per result {metric, label, split, value, num, network, dete
 timestamp} to --out, or by default to metric-<name>.jsonl in the snapshot's folder (the run dir), and prints
 each line. Metrics (metrics/metric_main.py): fid, kid (Inception, needs inception-2015-12-05.pkl; see
 docs/metrics.md), fd_<net>/kd_<net> for the offline networks pixels and randconv, id (needs --teacher and a
-TorchScript face model), id_proxy (needs --teacher), consistency3d. KID values are x100 as in the paper.
+TorchScript face model), id_proxy (needs --teacher), consistency3d, backview (view accuracy: do yaw-180 renders
+look like real back views or like a second face; needs --data with front and back views). KID values are x100 as in
+the paper.
 
 Examples:
 
@@ -82,9 +84,9 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
 # Main options
 @click.option('--network',      help='Generator snapshot (G_ema, else G), or a run dir (its latest snapshot)', metavar='PATH', required=True)
 @click.option('--metrics',      help='Comma-separated metrics: ' + ', '.join(metric_main.METRICS), default='fid', show_default=True)
-@click.option('--data',         help='Dataset (folder or zip) for fid/kid/fd/kd', metavar='PATH')
-@click.option('--split',        help='View splits for fid/kid/fd/kd: all, front, back (comma list)', default='all', show_default=True)
-@click.option('--num',          help='Generated images per split (fid/kid/fd/kd)', type=click.IntRange(min=2), default=50000, show_default=True)
+@click.option('--data',         help='Dataset (folder or zip) for fid/kid/fd/kd/backview', metavar='PATH')
+@click.option('--split',        help='View splits for fid/kid/fd/kd/backview: all, front, back (comma list)', default='all', show_default=True)
+@click.option('--num',          help='Generated images per split (fid/kid/fd/kd); latents for backview', type=click.IntRange(min=2), default=50000, show_default=True)
 @click.option('--max-real',     help='Real images per split [default: all]', type=click.IntRange(min=2))
 @click.option('--detector',     help='Inception TorchScript file, or a URL to download it [default: the cache]', metavar='PATH|URL')
 @click.option('--teacher',      help='Teacher (face generator) snapshot or run dir for id / id_proxy', metavar='PATH')

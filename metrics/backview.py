@@ -1,0 +1,136 @@
+"""Back-view rate: from behind, does the generator show the back of a head, or a second face?
+
+The "mirror face" is the failure Head3D exists to fix (paper section 1): a face generator's tri-plane shares its xy
+plane between front and back, so the view from behind repeats the face. This metric asks a plain question of each
+render: which real views does it look like?
+
+  reference  the dataset's real views with |yaw| <= 30 degrees (class front) and |yaw| >= 150 degrees (class back)
+  features   RGB average-pooled to 8x8 in [-1, 1] (colour layout only: skin and features vs hair)
+  classify   a render is a back view when most of its k = 5 nearest reference views (Euclidean) are back views
+  renders    each latent at yaw 0 and yaw 180 (pitch 0, the generator's camera orbit), the mapping conditioned on
+             the frontal pose for both (one 3D head per latent; the back split's protocol in metrics/splits.py)
+
+Values per split: 'back' = fraction of the yaw-180 renders classified as back views, 'front' = fraction of the
+yaw-0 renders classified as front views, 'all' = their mean. 1.0 is best; a generator with a mirror face scores
+near 0 on 'back'. The same classifier's accuracy on held-out real views is returned as `real_value`, the ceiling to
+read the value against: each real view is classified against the views of the other groups (images in other
+folders: one identity per folder in the synthetic world's heads.zip; leave-one-out when the dataset has one folder).
+
+It is a coarse, offline check (no network weights), meant for datasets whose backs differ from their faces in
+colour layout, as hair does; it does not judge realism (use FID/KID for that).
+"""
+
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from metrics.features import RENDER_OVERRIDES, cond_for, draw_z
+from training import cameras, generate
+from training.dataset import ImageLabelDataset
+
+FRONT_MAX_DEG = 30.0
+BACK_MIN_DEG = 150.0
+POOL = 8
+K = 5
+
+#----------------------------------------------------------------------------
+# Features [N, 3*POOL*POOL] of images (uint8 [N,3,H,W] or float in [-1,1]).
+
+def view_features(images):
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x / 127.5 - 1
+    return F.adaptive_avg_pool2d(x, POOL).flatten(1)
+
+#----------------------------------------------------------------------------
+# The reference views of a dataset: dict(features [N,D], is_back [N] bool, groups [N] int (image folder),
+# intrinsics [9] (of the first front view), num_front, num_back). max_real caps each class (a seeded subset).
+
+def reference_views(path, max_real=None, seed=0):
+    ds = ImageLabelDataset(path)
+    abs_yaw = np.abs(ds.yaws_deg())
+    classes = []
+    for is_back, mask in ((False, abs_yaw <= FRONT_MAX_DEG), (True, abs_yaw >= BACK_MIN_DEG)):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            raise ValueError(f'backview needs real {"back" if is_back else "front"} views in {path}: no image has '
+                             f'|yaw| {">= %g" % BACK_MIN_DEG if is_back else "<= %g" % FRONT_MAX_DEG} degrees')
+        if max_real is not None and idx.size > max_real:
+            idx = np.sort(np.random.default_rng(seed).permutation(idx)[:int(max_real)])
+        classes.append((is_back, idx))
+    order = np.concatenate([idx for _, idx in classes])
+    feats = [view_features(torch.stack([torch.as_tensor(ds[int(i)][0]) for i in order[b:b + 256]]))
+             for b in range(0, order.size, 256)]     # in batches: a real set does not fit in memory at once
+    names = [ds.image_name(int(i)) for i in order]
+    folders = sorted({os.path.dirname(n) for n in names})
+    if len(folders) > 1:
+        index = {f: i for i, f in enumerate(folders)}
+        groups = torch.tensor([index[os.path.dirname(n)] for n in names])
+    else:
+        groups = torch.arange(len(names))
+    is_back = torch.cat([torch.full([idx.size], b) for b, idx in classes])
+    return dict(features=torch.cat(feats), is_back=is_back, groups=groups,
+                intrinsics=torch.as_tensor(ds.labels[classes[0][1][0], 16:25]),
+                num_front=int(classes[0][1].size), num_back=int(classes[1][1].size))
+
+#----------------------------------------------------------------------------
+# Back-view probability [M] of query features [M,D]: the fraction of its k nearest reference views that are back
+# views. exclude_groups [M] (optional) drops the reference views of the query's own group.
+
+def back_probability(query, ref, k=K, exclude_groups=None, chunk=1024):
+    out = []
+    for start in range(0, query.shape[0], chunk):
+        d = torch.cdist(query[start:start + chunk], ref['features'])
+        if exclude_groups is not None:
+            same = exclude_groups[start:start + chunk, None] == ref['groups'][None, :]
+            d = d.masked_fill(same, math.inf)
+        dist, idx = d.topk(min(k, d.shape[1]), largest=False)
+        if not torch.isfinite(dist).all():
+            raise ValueError(f'backview: fewer than {k} reference views outside a query\'s own group')
+        out.append(ref['is_back'][idx].float().mean(1))
+    return torch.cat(out)
+
+# (front accuracy, back accuracy) of the classifier on the real reference views, each held out from its group.
+def real_rates(ref, k=K):
+    p = back_probability(ref['features'], ref, k=k, exclude_groups=ref['groups'])
+    back = p > 0.5
+    return float((~back[~ref['is_back']]).float().mean()), float(back[ref['is_back']].float().mean())
+
+#----------------------------------------------------------------------------
+# Render `num` latents at yaw 0 and 180 and classify them: (front rate, back rate).
+
+@torch.no_grad()
+def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, device='cpu', progress=None):
+    orbit = generate.camera_orbit(G)
+    intr = ref['intrinsics'].to(device)
+
+    def labels(yaw_deg, n):
+        c = cameras.make_label(torch.full([n], math.radians(yaw_deg)), torch.zeros(n), **orbit).to(device)
+        c[:, 16:25] = intr
+        return c
+
+    z = draw_z(G, num, seed, device=device)
+    probs = {0.0: [], 180.0: []}
+    for start in range(0, int(num), batch):
+        zz = z[start:start + batch]
+        n = zz.shape[0]
+        ws = G.mapping(zz, cond_for(G, labels(0.0, n)), truncation_psi=truncation_psi)
+        planes = G.synthesis_planes(ws, noise_mode='const')
+        for yaw in probs:
+            img = G.render_planes(planes, ws, labels(yaw, n), render_overrides=RENDER_OVERRIDES)['image']
+            probs[yaw].append(back_probability(view_features(img.float().clamp(-1, 1)).cpu(), ref, k=k))
+        if progress is not None:
+            progress.update(n)
+    front = float((torch.cat(probs[0.0]) <= 0.5).float().mean())
+    back = float((torch.cat(probs[180.0]) > 0.5).float().mean())
+    return front, back
+
+# The value of a split from (front, back) rates.
+def split_value(rates, split):
+    front, back = rates
+    return {'front': front, 'back': back, 'all': 0.5 * (front + back), None: 0.5 * (front + back)}[split]
+
+#----------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""The back-view metric: a mirror face scores 0 on the back split, a head with hair at the back scores 1; the real
+views' held-out accuracy is reported beside it; bad data gets a clear error."""
+
+import json
+import math
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from metrics import backview, metric_main
+from training import cameras
+from training.networks import PRESETS, TriPlaneGenerator
+
+RES = 16
+
+# A face: light skin with two dark eyes and a mouth; hair: dark brown all over. tint varies per identity.
+def _face(tint):
+    img = np.full((RES, RES, 3), [200, 160, 130], dtype=np.float32) + tint
+    img[:3] = [60, 40, 30]                      # fringe
+    img[6:8, 4:6] = img[6:8, 10:12] = 20        # eyes
+    img[11:12, 5:11] = [150, 40, 40]            # mouth
+    return img
+
+def _hair(tint):
+    return np.full((RES, RES, 3), [70, 45, 30], dtype=np.float32) + tint
+
+# One folder per identity with views at the given yaws (hair from behind, a face otherwise).
+def _write_heads(path, ids=6, yaws=(0, 20, -25, 90, 160, -170, 180), seed=0):
+    rng = np.random.default_rng(seed)
+    entries = []
+    for i in range(ids):
+        tint = rng.uniform(-20, 20, 3)
+        for j, yaw in enumerate(yaws):
+            img = _hair(tint) if abs(yaw) >= 120 else _face(tint)
+            img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+            name = f'id{i:03d}/view{j:02d}.png'
+            os.makedirs(os.path.join(path, os.path.dirname(name)), exist_ok=True)
+            PIL.Image.fromarray(img).save(os.path.join(path, name))
+            label = cameras.make_label(torch.tensor([math.radians(yaw)]), torch.zeros(1))[0]
+            entries.append([name, label.tolist()])
+    with open(os.path.join(path, 'dataset.json'), 'w') as f:
+        json.dump({'labels': entries}, f)
+    return str(path)
+
+# A test double with the tri-plane generator's interface: renders a face from the front and, from behind, hair
+# (mode 'head') or the same face again (mode 'mirror'). Records the mapping's conditioning and the render cameras.
+class _HeadG(torch.nn.Module):
+    def __init__(self, mode):
+        super().__init__()
+        self.mode, self.z_dim, self.c_dim, self.img_resolution = mode, 4, 25, RES
+        self.cond, self.renders = [], []
+
+    def mapping(self, z, c, truncation_psi=1, **kwargs):
+        self.cond.append(c.clone())
+        return z[:, None, :]
+
+    def synthesis_planes(self, ws, noise_mode='const'):
+        return ws
+
+    def render_planes(self, planes, ws, c_render, render_overrides=None, **kwargs):
+        self.renders.append(c_render.clone())
+        yaw, _ = cameras.yaw_pitch_from_label(c_render)
+        imgs = [(_hair(0) if self.mode == 'head' and abs(float(y)) > math.pi / 2 else _face(0)) for y in yaw]
+        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2) / 127.5 - 1
+        return dict(image=x + 0.01 * planes[:, 0, :1, None, None])
+
+def test_real_views_are_classified_with_each_identity_held_out(tmp_path):
+    ref = backview.reference_views(_write_heads(tmp_path / 'heads'))
+    # |yaw| <= 30 front (3 per id), >= 150 back (3 per id); the 90-degree view is in neither class.
+    assert (ref['num_front'], ref['num_back']) == (18, 18)
+    assert int(ref['groups'].max()) + 1 == 6
+    assert backview.real_rates(ref) == (1.0, 1.0)
+    # Held out by identity: with every reference in one group there is nothing left to vote.
+    lonely = dict(ref, groups=torch.zeros_like(ref['groups']))
+    with pytest.raises(ValueError, match='outside a query'):
+        backview.real_rates(lonely)
+
+@pytest.mark.parametrize('mode, front, back', [('head', 1.0, 1.0), ('mirror', 1.0, 0.0)])
+def test_mirror_face_scores_zero_and_a_back_of_head_one(tmp_path, mode, front, back):
+    data = _write_heads(tmp_path / 'heads')
+    G = _HeadG(mode)
+    results = metric_main.run_metrics('backview', G, data=data, split_list='all,front,back', num=10, batch=4)
+    values = {r['split']: r['value'] for r in results}
+    assert values == {'all': (front + back) / 2, 'front': front, 'back': back}
+    assert all(r['real_value'] == 1.0 and r['num'] == 10 and r['label'] == 'View accuracy (kNN)' for r in results)
+    json.dumps(results)
+    # One mapping call per batch (3 batches for 10 latents), conditioned on the frontal pose; renders at 0 and 180.
+    assert len(G.cond) == 3 and len(G.renders) == 6
+    assert all(cameras.yaw_pitch_from_label(c)[0].abs().max() < 1e-5 for c in G.cond)
+    yaws = torch.cat([cameras.yaw_pitch_from_label(c)[0] for c in G.renders]).abs()
+    assert torch.allclose(yaws[yaws < 1], torch.zeros(1), atol=1e-5)
+    assert torch.allclose(yaws[yaws > 1], torch.full([1], math.pi), atol=1e-5) and (yaws > 1).sum() == 10
+
+def test_missing_views_and_missing_data_are_named(tmp_path):
+    G = _HeadG('head')
+    front_only = _write_heads(tmp_path / 'front', yaws=(0, 10, -20))
+    with pytest.raises(ValueError, match='needs real back views'):
+        metric_main.run_metrics('backview', G, data=front_only, num=4)
+    with pytest.raises(ValueError, match='need a dataset'):
+        metric_main.run_metrics('backview', G, num=4)
+
+def test_backview_runs_on_a_real_tri_plane_generator(tmp_path):
+    data = _write_heads(tmp_path / 'heads', ids=3)
+    torch.manual_seed(0)
+    G = TriPlaneGenerator(**{**PRESETS['tiny']['G'], 'img_resolution': 32, 'plane_resolution': 16,
+                             'channel_base': 256, 'channel_max': 16, 'sr_input_resolution': 16,
+                             'sr_channels': [16, 16], 'neural_rendering_resolution': 16}).eval()
+    front, back = backview.generator_rates(G, backview.reference_views(data), num=3, batch=2)
+    for rate in (front, back):                  # a fraction of the 3 renders of each yaw
+        assert 0 <= rate <= 1 and rate * 3 == pytest.approx(round(rate * 3), abs=1e-5)
