@@ -7,6 +7,7 @@ render: which real views does it look like?
   reference  the dataset's real views with |yaw| <= 30 degrees (class front) and |yaw| >= 150 degrees (class back)
   features   RGB average-pooled to 8x8 in [-1, 1] (colour layout only: skin and features vs hair)
   classify   a render is a back view when most of its k = 5 nearest reference views (Euclidean) are back views
+             (a tie, possible when fewer than 5 are available, goes to the nearest one)
   renders    each latent at yaw 0 and yaw 180 (pitch 0, the generator's camera orbit), the mapping conditioned on
              the frontal pose for both (one 3D head per latent; the back split's protocol in metrics/splits.py)
 
@@ -78,7 +79,7 @@ def reference_views(path, max_real=None, seed=0):
 
 #----------------------------------------------------------------------------
 # Back-view probability [M] of query features [M,D]: the fraction of its k nearest reference views that are back
-# views. exclude_groups [M] (optional) drops the reference views of the query's own group.
+# views. exclude_groups [M] (optional) drops the reference views of the query's own group (fewer than k may remain).
 
 def back_probability(query, ref, k=K, exclude_groups=None, chunk=1024):
     out = []
@@ -88,9 +89,12 @@ def back_probability(query, ref, k=K, exclude_groups=None, chunk=1024):
             same = exclude_groups[start:start + chunk, None] == ref['groups'][None, :]
             d = d.masked_fill(same, math.inf)
         dist, idx = d.topk(min(k, d.shape[1]), largest=False)
-        if not torch.isfinite(dist).all():
-            raise ValueError(f'backview: fewer than {k} reference views outside a query\'s own group')
-        out.append(ref['is_back'][idx].float().mean(1))
+        valid = torch.isfinite(dist)            # a small set can leave fewer than k views outside a group: vote with those
+        if not valid.any(1).all():
+            raise ValueError('backview: a query has no reference view outside its own group (one folder holds them all)')
+        votes = ref['is_back'][idx].float()
+        p = (votes * valid).sum(1) / valid.sum(1)
+        out.append(torch.where(p == 0.5, votes[:, 0], p))     # a tie goes to the nearest view's class
     return torch.cat(out)
 
 # (front accuracy, back accuracy) of the classifier on the real reference views, each held out from its group.

@@ -33,9 +33,10 @@ SNAP_KIMG = 0.2        # a snapshot every 0.2 kimg (~30 s), so Ctrl-C loses litt
 sys.path.insert(0, ROOT)
 
 #----------------------------------------------------------------------------
-# Run one stage's command with its output streaming to the terminal; a failure stops the demo with the command.
+# Run one stage's command with its output streaming to the terminal; a failure stops the demo with the command,
+# unless the output is optional (required=False): then it returns False and the demo goes on.
 
-def run_stage(name, cmd, timings, log):
+def run_stage(name, cmd, timings, log, required=True):
     line = ' '.join(shlex.quote(str(c)) for c in cmd)
     print(f'\n=== [{name}] {line}', flush=True)
     log.append((name, line))
@@ -43,7 +44,11 @@ def run_stage(name, cmd, timings, log):
     proc = subprocess.run([str(c) for c in cmd], cwd=ROOT)
     timings[name] = timings.get(name, 0.0) + time.time() - t0
     if proc.returncode != 0:
-        raise click.ClickException(f'stage {name!r} failed (exit {proc.returncode}): {line}')
+        if required:
+            raise click.ClickException(f'stage {name!r} failed (exit {proc.returncode}): {line}')
+        print(f'=== [{name}] failed (exit {proc.returncode}); going on without this output', flush=True)
+        return False
+    return True
 
 #----------------------------------------------------------------------------
 # The newest training snapshot of a run dir (None if there is none).
@@ -117,7 +122,9 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
            'identities, the ceiling to read the others against.', '']
     md += ['## Samples', '']
     for title, rel in images:
-        if not rel.endswith('.png'):                 # videos and meshes are links
+        if rel is None:                              # an optional output that was not written
+            md.append(f'- {title}')
+        elif not rel.endswith('.png'):               # videos and meshes are links
             md.append(f'- {title}: [{rel}]({rel})')
         else:
             md += [f'### {title}', '', f'![{title}]({rel})', '']
@@ -230,10 +237,15 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
               timings, commands)
     for mp4 in sorted(glob.glob(os.path.join(samples, 'video', '*.mp4'))):
         images.append(('360-degree orbit video (head3d, seeds 0-3)', os.path.relpath(mp4, outdir)))
-    run_stage('samples', [py, 'gen_samples.py', 'shapes', '--network', student, '--seeds', '0', '--shape-res', 64,
-                          '--outdir', os.path.join(samples, 'shapes'), '--device', 'cpu'], timings, commands)
-    for ply in sorted(glob.glob(os.path.join(samples, 'shapes', '*.ply'))):
-        images.append(('coloured mesh (head3d, seed 0; open in MeshLab or Blender)', os.path.relpath(ply, outdir)))
+    # The mesh is optional: a barely trained field (a very short --head3d-kimg) may have no surface at the level.
+    if run_stage('samples', [py, 'gen_samples.py', 'shapes', '--network', student, '--seeds', '0', '--shape-res', 64,
+                             '--outdir', os.path.join(samples, 'shapes'), '--device', 'cpu'], timings, commands,
+                 required=False):
+        images.append(('coloured mesh (head3d, seed 0; open in MeshLab or Blender)',
+                       os.path.relpath(os.path.join(samples, 'shapes', 'seed0000.ply'), outdir)))
+    else:
+        images.append(('coloured mesh: not written (gen_samples.py shapes failed; its message is in the output above; '
+                       'usually the field is too short-trained to reach the iso level)', None))
 
     # 6. Offline metrics for the student (and teacher vs student identity), written as JSON lines.
     metrics_file = os.path.join(outdir, 'metrics.jsonl')

@@ -75,8 +75,11 @@ def test_real_views_are_classified_with_each_identity_held_out(tmp_path):
     assert backview.real_rates(ref) == (1.0, 1.0)
     # Held out by identity: with every reference in one group there is nothing left to vote.
     lonely = dict(ref, groups=torch.zeros_like(ref['groups']))
-    with pytest.raises(ValueError, match='outside a query'):
+    with pytest.raises(ValueError, match='no reference view outside its own group'):
         backview.real_rates(lonely)
+    # Two identities with one front and one back view each: one voter of each class is left per query.
+    small = backview.reference_views(_write_heads(tmp_path / 'small', ids=2, yaws=(0, 180)))
+    assert backview.real_rates(small) == (1.0, 1.0)
 
 @pytest.mark.parametrize('mode, front, back', [('head', 1.0, 1.0), ('mirror', 1.0, 0.0)])
 def test_mirror_face_scores_zero_and_a_back_of_head_one(tmp_path, mode, front, back):
