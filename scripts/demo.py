@@ -182,8 +182,8 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--head-ids',     help='Identities in the heads set', type=click.IntRange(min=2), default=50, show_default=True)
 @click.option('--views',        help='Views per head identity', type=click.IntRange(min=4), default=24, show_default=True)
 @click.option('--face-kimg',    help='Training length of the face teacher', type=click.FloatRange(min=0, min_open=True), default=1.4, show_default=True)
-@click.option('--head-ft-kimg', help='Training length of stage 1', type=click.FloatRange(min=0, min_open=True), default=1.4, show_default=True)
-@click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=0.9, show_default=True)
+@click.option('--head-ft-kimg', help='Training length of stage 1', type=click.FloatRange(min=0, min_open=True), default=1.2, show_default=True)
+@click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.2, show_default=True)
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
 def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed):
