@@ -1,8 +1,8 @@
 """View accuracy (metric `backview`): from behind, does the generator show the back of a head, or a second face?
 
 The mirror face is the failure Head3D exists to fix (the paper's "mirroring-face artifacts"): a face generator's
-tri-plane shares its xy plane between front and back, so the view from behind repeats the face. This metric asks a plain question of each
-render: which real views does it look like?
+tri-plane shares its xy plane between front and back, so the view from behind repeats the face. This metric asks a
+plain question of each render: which real views does it look like?
 
   reference  the dataset's real views with |yaw| <= 30 degrees (class front) and |yaw| >= 150 degrees (class back)
   features   RGB average-pooled to 8x8 in [-1, 1] (colour layout only: skin and features vs hair)
