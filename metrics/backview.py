@@ -135,6 +135,6 @@ def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
 # The value of a split from (front, back) rates.
 def split_value(rates, split):
     front, back = rates
-    return {'front': front, 'back': back, 'all': 0.5 * (front + back), None: 0.5 * (front + back)}[split]
+    return {'front': front, 'back': back, 'all': 0.5 * (front + back)}[split]
 
 #----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Registered metrics:
   id                     teacher-student identity consistency (table 4 "ID"), TorchScript face model.
   id_proxy               the same with the pixel-correlation proxy (synthetic world), labelled ID-proxy.
   consistency3d          3D-consistency PSNR (table 3, GRAM-HD protocol).
-  backview               back-view rate: yaw-180 renders that look like real back views, not a second face
+  backview               view accuracy: yaw-180 renders that look like real back views, not a second face
                          (metrics/backview.py; offline, needs the dataset's front and back views).
 """
 
@@ -161,6 +161,7 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
         face_embed, face_digest = identity.load_face_model(face_model, cache_dir=cache_dir, device=device)
 
     features, results = {}, []
+    views = None        # backview: (generator rates, real-view rates, reference), computed once for all splits
     for spec in specs:
         for split in (split_names if spec.per_split else [None]):
             t0 = time.time()
@@ -191,16 +192,17 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
                 _close(bar)
                 num = opts.id_num
             elif spec.kind == 'backview':
-                if 'backview' not in features:
+                if views is None:
                     ref = backview.reference_views(data, max_real=opts.max_real, seed=opts.seed)
                     bar = _bar(progress, opts.num, spec.name)
                     rates = backview.generator_rates(G, ref, opts.num, batch=opts.batch, seed=opts.seed,
                                                      truncation_psi=opts.truncation_psi, device=device, progress=bar)
                     _close(bar)
-                    features['backview'] = (rates, backview.real_rates(ref), ref)
-                rates, real, ref = features['backview']
+                    views = (rates, backview.real_rates(ref), ref)
+                rates, real, ref = views
                 value, num = backview.split_value(rates, split), opts.num
-                det_name = f'knn{backview.K} on {backview.POOL}x{backview.POOL} px of {ref["num_front"]} front + {ref["num_back"]} back real views'
+                det_name = (f'knn{backview.K} on {backview.POOL}x{backview.POOL} px of {ref["num_front"]} front + '
+                            f'{ref["num_back"]} back real views')
                 extra = dict(real_value=backview.split_value(real, split))
             else:
                 bar = _bar(progress, opts.c3d_identities, spec.name)

@@ -90,7 +90,7 @@ def main(demo_dir, outdir, kimg, num, num_id, seed):
         rows.append(dict(method=label, preset=preset, run_dir=run_dir,
                          fd_all=value.get(('fd_randconv', 'all')), kd_all=value.get(('kd_randconv', 'all')),
                          fd_back=value.get(('fd_randconv', 'back')), kd_back=value.get(('kd_randconv', 'back')),
-                         id_proxy=next((r['value'] for r in results if r['metric'] == 'id_proxy'), None),
+                         id_proxy=value.get(('id_proxy', None)),
                          view_back=value.get(('backview', 'back'))))
 
     minutes = (time.time() - t0) / 60

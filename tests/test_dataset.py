@@ -41,8 +41,6 @@ def _make_folder(path, yaws_deg=YAWS_DEG, res=8):
     (path / 'dataset.json').write_text(json.dumps({'labels': entries}))
     return path
 
-# Rewrite one label entry of a folder dataset with fn(label) -> label.
-
 # The folder's files (images and dataset.json) stored in a zip at zpath, plus `extra` {name: bytes}; returns zpath.
 def _zip_folder(folder, zpath, extra=None):
     with zipfile.ZipFile(zpath, 'w') as z:
@@ -53,6 +51,7 @@ def _zip_folder(folder, zpath, extra=None):
             z.writestr(name, data)
     return zpath
 
+# Rewrite one label entry of a folder dataset with fn(label) -> label.
 def _edit_label(path, idx, fn):
     data = json.loads((path / 'dataset.json').read_text())
     data['labels'][idx][1] = fn(data['labels'][idx][1])
