@@ -131,7 +131,7 @@ def test_nan_label(tmp_path):
 def test_non_orthonormal_rotation(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
     _edit_label(folder, 0, lambda c: [v * 1.1 if i in (0, 5, 10) else v for i, v in enumerate(c)])
-    _expect_error(folder, 'sub/img000.png', 'not orthonormal')
+    _expect_error(folder, 'sub/img000.png', 'not orthonormal', 'scaled by about 1.1')
 
 def test_bad_pose_bottom_row(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
