@@ -229,6 +229,33 @@ def yaw_mask(abs_yaw_deg, lo, hi):
     return (abs_yaw_deg >= lo) & upper
 
 #----------------------------------------------------------------------------
+# Resolution of a dataset from the header of its first image (in name order), without opening the whole set:
+# (resolution, image name). For checks that must run before anything is built; the dataset class checks all.
+
+def peek_resolution(path):
+    path = str(path)
+    try:
+        if os.path.isdir(path):
+            names = sorted(os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
+                           for root, _dirs, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+            data = open(os.path.join(path, names[0]), 'rb').read() if names else None
+        elif os.path.isfile(path) and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_EXTENSIONS))
+                data = z.read(names[0]) if names else None
+        else:
+            raise DatasetError(f'{path}: not a folder or a zip file' if os.path.exists(path) else f'{path}: no such folder or zip file')
+        if not names:
+            raise DatasetError(f'{path}: contains no images ({", ".join(IMAGE_EXTENSIONS)})')
+        with PIL.Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, zipfile.BadZipFile) as e:
+        raise DatasetError(f'{path}: unreadable dataset or image ({e})') from None
+    if w != h:
+        raise DatasetError(f'{path}: image {names[0]!r} is not square ({w}x{h})')
+    return w, names[0]
+
+#----------------------------------------------------------------------------
 # EG3D-compatible image + camera label dataset.
 # Items are (image uint8 [C,H,W], label float32 [25]). Options, applied in this order: yaw range selection,
 # max_size (a seeded subset of the selected images, kept in name order, as EG3D does), back_repeat (views with
