@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import warnings
@@ -400,6 +401,12 @@ def parse_background(ctx, param, value):
     return rgb
 
 #----------------------------------------------------------------------------
+# A termination signal (kill, a job scheduler) raises SystemExit, so the build cleans up as after Ctrl-C.
+
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+#----------------------------------------------------------------------------
 
 @click.command()
 @click.option('--source',           help='Folder of images (png/jpg, searched recursively)', metavar='DIR', required=True)
@@ -415,6 +422,7 @@ def parse_background(ctx, param, value):
 @click.option('--orthonormalize',   help='Snap each cam2world rotation to the nearest rotation (SVD), camera position kept', is_flag=True)
 def main(source, labels, dest, resolution, transform, pixel_intrinsics, skip_unlabeled, rgba, masks, background, orthonormalize):
     """Build an EG3D-format dataset from images and camera labels."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     if labels is None:
         labels = os.path.join(source, 'dataset.json')
     if os.path.abspath(dest) == os.path.abspath(source):
