@@ -64,8 +64,15 @@ def load_cameras(path):
             text = f.read()
     except OSError as e:
         raise click.ClickException(f'--labels {path}: cannot read ({e})')
+    def unique_keys(pairs):             # json keeps the last of two equal keys: never drop a camera silently
+        obj = {}
+        for key, value in pairs:
+            if key in obj and obj[key] != value:
+                raise click.ClickException(f'--labels {path}: key {key!r} appears twice with different values')
+            obj[key] = value
+        return obj
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise click.ClickException(f'--labels {path}: malformed JSON ({e})')
     out = {}

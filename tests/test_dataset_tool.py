@@ -264,3 +264,13 @@ def test_bad_dest_paths(tmp_path):
         assert result.exit_code == 1 and result.output.startswith('Error: ') and message in result.output, result.output
         assert str(dest) in result.output
     assert (tmp_path / 'file').read_text() == 'keep me' and os.listdir(tmp_path / 'dir.zip') == []
+
+def test_per_image_cameras_listed_twice(tmp_path):
+    src = tmp_path / 'src'
+    src.mkdir()
+    PIL.Image.new('RGB', (16, 16)).save(src / 'a.png')
+    pose = json.dumps(cameras.pose_from_angles(torch.zeros(1), torch.zeros(1))[0].tolist())
+    cam = lambda f: f'{{"cam2world": {pose}, "intrinsics": [[{f}, 0, 0.5], [0, {f}, 0.5], [0, 0, 1]]}}'
+    (src / 'cams.json').write_text(f'{{"a.png": {cam(4.26)}, "a.png": {cam(4.5)}}}')
+    result = _run('--source', src, '--labels', src / 'cams.json', '--dest', tmp_path / 'o.zip', '--resolution', 16)
+    assert result.exit_code == 1 and "'a.png' appears twice with different values" in result.output
