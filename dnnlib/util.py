@@ -1,5 +1,5 @@
-"""Small utilities: attribute dicts, building objects by name, opening paths or URLs with a cache, and a
-logger that tees stdout/stderr to a file."""
+"""Small utilities: attribute dicts, building objects by name, opening paths or URLs with a cache, checking a
+CLI's output path, and a logger that tees stdout/stderr to a file."""
 
 import hashlib
 import importlib
