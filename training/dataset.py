@@ -71,6 +71,13 @@ def _escapes_root(name):
 def label_values(values):
     if not isinstance(values, (list, tuple)):
         return None, f'label must be a list of {cameras.LABEL_DIM} numbers, got {type(values).__name__}'
+    if len(values) == cameras.LABEL_DIM:                    # fast path (70k labels): numbers, or numeric strings
+        try:
+            arr = np.asarray(values)
+            if arr.dtype.kind in 'fiuU' and arr.shape == (cameras.LABEL_DIM,):
+                return arr.astype(np.float64), None
+        except ValueError:
+            pass                                            # the loop below names the bad value
     out = []
     for j, v in enumerate(values):
         if isinstance(v, str):
@@ -89,8 +96,28 @@ def label_values(values):
 # Max |R^T R - I| of the rotation block of a label (0 for an exact rotation).
 
 def rotation_error(c):
-    rot = np.asarray(c, dtype=np.float64)[:16].reshape(4, 4)[:3, :3]
-    return float(np.abs(rot.T @ rot - np.eye(3)).max())
+    return float(rotation_errors(np.asarray(c, dtype=np.float64)[None])[0])
+
+# The same for labels [N,25] -> [N].
+def rotation_errors(c):
+    rot = c[:, :16].reshape(-1, 4, 4)[:, :3, :3]
+    return np.abs(np.swapaxes(rot, 1, 2) @ rot - np.eye(3)).max(axis=(1, 2))
+
+#----------------------------------------------------------------------------
+# Labels [N,25] that may fail check_label (a cheap vectorised pre-check, so that 70k labels check in well under a
+# second; check_label makes the final call and the message).
+
+def maybe_bad_labels(c):
+    pose = c[:, :16].reshape(-1, 4, 4)
+    k = c[:, 16:].reshape(-1, 3, 3)
+    with np.errstate(invalid='ignore'):
+        bad = ~np.all(np.isfinite(c), axis=1)
+        bad |= np.abs(pose[:, 3] - [0, 0, 0, 1]).max(axis=1) > ROW_TOL * 0.5
+        bad |= np.linalg.det(pose[:, :3, :3]) <= 1e-6
+        bad |= rotation_errors(c) > ROTATION_MAX_ERR * 0.5
+        bad |= (k[:, 0, 0] <= 1e-6) | (k[:, 1, 1] <= 1e-6) | (np.abs(k[:, 2] - [0, 0, 1]).max(axis=1) > ROW_TOL * 0.5)
+        bad |= np.maximum(np.abs(k[:, 0, 2] - 0.5), np.abs(k[:, 1, 2] - 0.5)) > PRINCIPAL_POINT_TOL * 0.5
+    return bad
 
 #----------------------------------------------------------------------------
 # The problem with one label (a message that names the likely cause), or None when it is a plausible EG3D
@@ -179,7 +206,9 @@ def read_label_entries(text, where):
 # worst one, or None. {name: float64 [25]} in; such labels are used as they are, as EG3D does.
 
 def skew_note(labels, where):
-    errors = {name: rotation_error(c) for name, c in labels.items()}
+    if not labels:
+        return None
+    errors = dict(zip(labels, rotation_errors(np.stack(list(labels.values()))).tolist()))
     skewed = [name for name, err in errors.items() if err > ROTATION_WARN_TOL]
     if not skewed:
         return None
@@ -193,10 +222,12 @@ def skew_note(labels, where):
 
 def parse_labels(text, where):
     labels, notes = read_label_entries(text, where)
-    for name, c in labels.items():
-        problem = check_label(c.tolist())
+    names = list(labels)
+    suspects = np.flatnonzero(maybe_bad_labels(np.stack(list(labels.values())))) if labels else []
+    for i in suspects:
+        problem = check_label(labels[names[i]].tolist())
         if problem is not None:
-            raise DatasetError(f'{where}: entry {name!r}: {problem}')
+            raise DatasetError(f'{where}: entry {names[i]!r}: {problem}')
     note = skew_note(labels, where)
     return labels, notes + ([note] if note is not None else [])
 
