@@ -357,3 +357,15 @@ def test_corrupt_data_with_valid_checksums(tmp_path):
         img.verify()                                # the checksums are fine
     _expect_error(folder, 'sub/img004.png', 'corrupt')
     _expect_error(_zip_folder(folder, tmp_path / 'ds.zip'), 'ds.zip', 'sub/img004.png', 'corrupt')
+
+def test_vectorised_precheck_flags_every_bad_label():
+    # parse_labels runs check_label only where maybe_bad_labels flags a label: it must flag every bad one
+    from training.dataset import check_label, maybe_bad_labels
+    rng = np.random.default_rng(0)
+    good = np.asarray(_labels([float(y) for y in rng.uniform(-180, 180, 400)]), dtype=np.float64)
+    c = good + rng.normal(0, 1, good.shape) * (rng.random(good.shape) < 0.02) * rng.choice([1e-3, 0.05, 0.3, 3], good.shape)
+    c[::50, 3] = np.nan
+    flagged = maybe_bad_labels(c)
+    bad = np.array([check_label(row.tolist()) is not None for row in c])
+    assert bad.sum() > 50 and (~bad).sum() > 50
+    assert np.all(flagged[bad])
