@@ -220,6 +220,11 @@ class _Writer:
         self.dest = os.path.abspath(dest)
         self.is_zip = dest.lower().endswith('.zip')
         parent, base = os.path.split(self.dest)
+        self.made = []                                      # folders made for dest, removed again by discard()
+        folder = parent
+        while not os.path.isdir(folder):
+            self.made.append(folder)
+            folder = os.path.dirname(folder)
         os.makedirs(parent, exist_ok=True)
         self.zip = None
         if self.is_zip:
@@ -267,6 +272,11 @@ class _Writer:
             shutil.rmtree(self.tmp, ignore_errors=True)
         elif os.path.exists(self.tmp):
             os.remove(self.tmp)
+        for folder in self.made:                            # innermost first
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
 #----------------------------------------------------------------------------
 # Why `dest` cannot receive a dataset (a message), or None: the path checks every CLI makes, plus a .zip that

@@ -246,7 +246,7 @@ def test_interrupted_build_leaves_no_partial_output(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
     monkeypatch.setattr(dataset_tool, 'convert_one', interrupt_third)
-    for dest in ('out.zip', 'outdir'):
+    for dest in ('out.zip', 'outdir', 'new/sub/out.zip'):
         with pytest.raises(KeyboardInterrupt):
             dataset_tool.build_dataset(str(src), str(src / 'dataset.json'), str(tmp_path / dest), 8)
         calls.clear()
