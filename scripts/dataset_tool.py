@@ -289,18 +289,22 @@ def dest_problem(dest):
     return problem
 
 #----------------------------------------------------------------------------
-# One output image and its label: load, composite (alpha or mask), crop, resize; the label checked, the crop
-# applied to the intrinsics and, with orthonormalize, the rotation snapped. Returns (PNG bytes, label, change).
+# Width and height of an image from its header (no decoding), naming the file on failure.
 
-def convert_one(name, image_path, cam, resolution, transform, pixel_intrinsics, rgba, background, mask_path,
-                orthonormalize):
-    img = open_rgb(image_path, name, rgba, background)
-    if mask_path is not None:
-        img = composite(img, load_mask(mask_path, image_path, img.size), background)
-    width, height = img.size
-    box = crop_box(width, height, transform)
+def image_size(path, what):
+    try:
+        with PIL.Image.open(path) as img:
+            return img.size
+    except (OSError, SyntaxError, PIL.Image.DecompressionBombError) as e:
+        raise click.ClickException(f'{what} is unreadable or corrupt ({e})')
+
+#----------------------------------------------------------------------------
+# The output label of one image (width x height): checked, the crop applied to the intrinsics and, with
+# orthonormalize, the rotation snapped. Returns (25 floats, largest change of the rotation).
+
+def make_label(name, cam, width, height, transform, pixel_intrinsics, orthonormalize):
     pose, k = cam
-    k = crop_intrinsics(k, width, height, box, pixel=pixel_intrinsics)
+    k = crop_intrinsics(k, width, height, crop_box(width, height, transform), pixel=pixel_intrinsics)
     problem = check_label([float(v) for v in np.concatenate([pose.reshape(-1), k.reshape(-1)])])
     if problem is not None:
         hint = ' (if they are in pixels of the source image, pass --pixel-intrinsics)' \
@@ -309,12 +313,20 @@ def convert_one(name, image_path, cam, resolution, transform, pixel_intrinsics, 
     change = 0.0
     if orthonormalize:
         pose, change = orthonormalize_pose(pose)
-    label = [float(v) for v in np.concatenate([pose.reshape(-1), k.reshape(-1)])]
-    left, top, w, h = box
+    return [float(v) for v in np.concatenate([pose.reshape(-1), k.reshape(-1)])], change
+
+#----------------------------------------------------------------------------
+# One output image as PNG bytes: load (decoding it fully), composite (alpha or mask), crop, resize.
+
+def convert_one(name, image_path, resolution, transform, rgba, background, mask_path):
+    img = open_rgb(image_path, name, rgba, background)
+    if mask_path is not None:
+        img = composite(img, load_mask(mask_path, image_path, img.size), background)
+    left, top, w, h = crop_box(img.size[0], img.size[1], transform)
     img = img.crop((left, top, left + w, top + h)).resize((resolution, resolution), PIL.Image.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format='PNG', compress_level=6)
-    return buf.getvalue(), label, change
+    return buf.getvalue()
 
 #----------------------------------------------------------------------------
 # Build the dataset; returns dict(count, skipped_images, skipped_labels, yaw_bins, notes, max_change,
@@ -364,18 +376,23 @@ def build_dataset(source, labels_path, dest, resolution, transform='center-crop'
                          f'--labels {labels_path}')
         notes = notes + ([note] if note is not None else [])
 
+    # Every label (and mask size) first, from the image headers: a bad one stops the tool before any image work.
+    labels, max_change, max_change_name = {}, 0.0, None
+    for name in names:
+        width, height = image_size(images[name], f'image {name!r}')
+        if name in mask_paths and image_size(mask_paths[name], f'mask {mask_paths[name]}') != (width, height):
+            load_mask(mask_paths[name], images[name], (width, height))      # raises, naming both files
+        labels[name], change = make_label(name, cams[name], width, height, transform, pixel_intrinsics, orthonormalize)
+        if change > max_change:
+            max_change, max_change_name = change, name
+
     replaced = os.path.isfile(dest)
     writer = _Writer(dest)
     try:
         entries = []
-        max_change, max_change_name = 0.0, None
         for out, name in sorted(out_names.items()):
-            data, label, change = convert_one(name, images[name], cams[name], resolution, transform, pixel_intrinsics,
-                                              rgba, background, mask_paths.get(name), orthonormalize)
-            if change > max_change:
-                max_change, max_change_name = change, name
-            writer.write(out, data)
-            entries.append([out, label])
+            writer.write(out, convert_one(name, images[name], resolution, transform, rgba, background, mask_paths.get(name)))
+            entries.append([out, labels[name]])
         writer.write('dataset.json', json.dumps({'labels': entries}).encode('utf-8'))
         writer.close()
         ds = read_back(writer.tmp, resolution, entries, dest)
