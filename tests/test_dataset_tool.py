@@ -278,10 +278,11 @@ def test_per_image_cameras_listed_twice(tmp_path):
 def test_bad_label_stops_before_any_image_work(tmp_path, monkeypatch):
     src, _ = _make_source(tmp_path / 'src')
     data = json.loads((src / 'dataset.json').read_text())
-    data['labels'][-1][1][0] = 1.5                          # the last image's rotation is scaled
+    for i in (0, 1, 2, 4, 5, 6, 8, 9, 10):                  # the last image's rotation is scaled
+        data['labels'][-1][1][i] *= 1.3
     (src / 'dataset.json').write_text(json.dumps(data))
     calls = []
     monkeypatch.setattr(dataset_tool, 'convert_one', lambda *args: calls.append(args))
     result = _run('--source', src, '--dest', tmp_path / 'out.zip', '--resolution', 16)
-    assert result.exit_code == 1 and data['labels'][-1][0] in result.output and 'not orthonormal' in result.output
+    assert result.exit_code == 1 and data['labels'][-1][0] in result.output and 'scaled by about 1.3' in result.output
     assert calls == [] and sorted(os.listdir(tmp_path)) == ['src']
