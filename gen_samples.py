@@ -19,6 +19,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
+from dnnlib.util import check_output_path
 from training import generate
 
 #----------------------------------------------------------------------------
@@ -86,6 +87,7 @@ def _render_options(fn):
 def _setup(network_path, outdir, device, nrr=None):
     if nrr is not None and nrr <= 0:
         raise click.BadParameter(f'{nrr} is not a positive resolution', param_hint='--nrr')
+    check_output_path(outdir, '--outdir')
     try:
         device = generate.resolve_device(device)
     except ValueError as e:

@@ -12,7 +12,9 @@ import sys
 
 import click
 
+from dnnlib.util import check_output_path
 from training.config import ConfigError, diff_configs, dump_yaml, load_config, read_saved_config, save_config
+from training.resolution import resolve_resolution
 
 #----------------------------------------------------------------------------
 # CLI values -> dotted config keys (None = not given); a data flag must name a set the preset has.
@@ -62,13 +64,15 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
         values = cli_values(cfg_name, data, faces, heads, init_path=init, teacher_path=teacher, resume=resume,
                             kimg=kimg, batch=batch, batch_gpu=batch_gpu, seed=seed)
         cfg = load_config(cfg_name, overrides, values)
+        resolution_note = resolve_resolution(cfg)   # before anything is built: the data fixes or checks it
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     if dry_run:
-        click.echo(dump_yaml(cfg), nl=False)
+        click.echo(f'# {resolution_note}\n' + dump_yaml(cfg), nl=False)
         return
     if outdir is None:
         raise click.ClickException('--outdir is required (the run dir; rerunning the same command resumes it)')
+    check_output_path(outdir, '--outdir')
 
     dist.init()
     run_dir = os.path.abspath(outdir)
@@ -90,7 +94,7 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
     from training.training_loop import training_loop
     logger = Logger(os.path.join(run_dir, 'log.txt')) if dist.get_rank() == 0 else None
     try:
-        dist.print0(f'Run dir: {run_dir}\n' + dump_yaml(cfg))
+        dist.print0(f'Run dir: {run_dir}\n{resolution_note}\n' + dump_yaml(cfg))
         training_loop(run_dir=run_dir, **cfg)
         dist.barrier()      # leave together: no rank tears its process group down while another still writes or sends
     except (DatasetError, SnapshotError, ValueError, RuntimeError) as e:

@@ -1,5 +1,5 @@
-"""Small utilities: attribute dicts, building objects by name, opening paths or URLs with a cache, and a
-logger that tees stdout/stderr to a file."""
+"""Small utilities: attribute dicts, building objects by name, opening paths or URLs with a cache, checking a
+CLI's output path, and a logger that tees stdout/stderr to a file."""
 
 import hashlib
 import importlib
@@ -106,6 +106,35 @@ def open_url(url_or_path: str, cache_dir: str | None = None, allow_download: boo
         raise OfflineError(f'could not download {url_or_path} ({e}). '
                            f'Place the file at {cache_path} (or pass its local path instead of the URL).') from e
     return open(cache_path, 'rb')
+
+#----------------------------------------------------------------------------
+# Why `path` cannot be an output of a CLI, as a one-line message naming `flag` and the path, or None.
+# kind='dir': a folder that exists or can be created; kind='file': a file that exists or can be created.
+# Checked before any work, so that a wrong --outdir/--dest/--out never surfaces as a traceback at the end.
+
+def output_path_problem(path, flag, kind='dir'):
+    if not path:
+        return f'{flag}: empty path'
+    if kind == 'dir' and os.path.exists(path) and not os.path.isdir(path):
+        return f'{flag} {path}: is an existing file, expected a folder'
+    if kind == 'file' and os.path.isdir(path):
+        return f'{flag} {path}: is an existing folder, expected a file'
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):                     # the nearest part of the path that exists
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        return f'{flag} {path}: {ancestor} is a file, not a folder'
+    target = path if os.path.exists(path) else ancestor
+    if not os.access(target, os.W_OK):
+        return f'{flag} {path}: no permission to write {target}'
+    return None
+
+# The same as a click error ("Error: ..." and exit status 1) for the CLIs.
+def check_output_path(path, flag, kind='dir'):
+    problem = output_path_problem(path, flag, kind)
+    if problem is not None:
+        import click
+        raise click.ClickException(problem)
 
 #----------------------------------------------------------------------------
 # Tee stdout and stderr into a log file (appending), restoring both on close.

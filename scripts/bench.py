@@ -151,6 +151,9 @@ def _peak_mem_gb(device):
 @click.option('--repeat',  help='Timed repetitions per row (median reported)', type=click.IntRange(min=1), default=3, show_default=True)
 def main(full, only, json_path, repeat):
     """Time the ops, the generator and one training step of every stage; print one table (and JSON)."""
+    if json_path is not None:
+        from dnnlib.util import check_output_path
+        check_output_path(json_path, '--json', kind='file')
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     ctx = dict(device=device, repeat=repeat)
     known = {n for n, _, _ in BENCHMARKS}

@@ -29,6 +29,7 @@ import sys
 import click
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dnnlib.util import check_output_path  # noqa: E402
 from metrics import metric_main  # noqa: E402
 from metrics.detectors import DetectorError  # noqa: E402
 from training import checkpoint, generate  # noqa: E402
@@ -55,6 +56,19 @@ def resolve_snapshot(path, what='--network'):
     return path
 
 #----------------------------------------------------------------------------
+# A note (one line) when the generator's resolution differs from the dataset's, which is allowed: generated images
+# are resized (antialiased bilinear) to the dataset's resolution before any detector sees them.
+
+def resolution_note(G, data):
+    from training.dataset import peek_resolution
+    data_res = peek_resolution(data)[0]
+    if data_res == G.img_resolution:
+        return None
+    return (f'note: the generator renders {G.img_resolution}x{G.img_resolution} and --data {data} holds '
+            f'{data_res}x{data_res} images: generated images are resized to {data_res}x{data_res} '
+            '(antialiased bilinear) before the detector')
+
+#----------------------------------------------------------------------------
 # Load the networks, run the metrics, write and print the results; returns the result dicts.
 
 def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, detector=None, face_model=None,
@@ -66,6 +80,9 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
     network = resolve_snapshot(network)
     G = generate.load_generator(network, device=device)
     T = generate.load_generator(resolve_snapshot(teacher, '--teacher'), device=device) if teacher is not None else None
+    note = resolution_note(G, data) if data is not None else None
+    if note is not None:
+        print(note, file=sys.stderr)             # stdout stays JSON lines
     # One call for all metrics, so that fid and kid (or fd_x and kd_x) share their features.
     results = metric_main.run_metrics(names, G, data=data, split_list=split_list, teacher=T, detector=detector,
                                       face_model=face_model, cache_dir=cache_dir, device=device, progress=progress,
@@ -114,6 +131,8 @@ def main(network, metrics, data, split, num, max_real, detector, teacher, face_m
          id_crop, c3d_ids, c3d_views, c3d_res, c3d_grid, c3d_iters, c3d_rays, c3d_samples, batch, workers, device, cache,
          out):
     """Compute FID/KID (all/front/back), identity consistency and 3D consistency of a generator snapshot."""
+    if out is not None:
+        check_output_path(out, '--out', kind='file')
     try:
         calc_metrics(network, metrics, data=data, split_list=split, teacher=teacher, detector=detector,
                      face_model=face_model, cache_dir=cache, out=out, device=device, num=num, max_real=max_real,

@@ -188,6 +188,8 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
 def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""
+    from dnnlib.util import check_output_path
+    check_output_path(outdir, '--outdir')
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     py = sys.executable

@@ -9,6 +9,7 @@ import sys
 import click
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dnnlib.util import check_output_path                       # noqa: E402
 from training.eg3d_import import EG3DImportError, import_eg3d  # noqa: E402
 from training.snapshot import save_snapshot                    # noqa: E402
 
@@ -20,6 +21,7 @@ from training.snapshot import save_snapshot                    # noqa: E402
 @click.option('--strict/--no-strict', help='Fail unless every tensor maps both ways', default=True, show_default=True)
 def main(src, dst, strict):
     """Import G, D and G_ema from an EG3D pickle into a Head3D snapshot (plane_axes='eg3d')."""
+    check_output_path(dst, '--dst', kind='file')
     try:
         nets, report, training_set_kwargs = import_eg3d(src, strict=strict)
     except EG3DImportError as e:

@@ -14,6 +14,7 @@ import click
 import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dnnlib.util import check_output_path  # noqa: E402
 from training import synthetic  # noqa: E402
 
 #----------------------------------------------------------------------------
@@ -31,6 +32,7 @@ from training import synthetic  # noqa: E402
 @click.option('--jobs',     help='Processes: 2 renders faces and heads at the same time (same files)', type=click.IntRange(min=1, max=2), default=2, show_default=True)
 def main(outdir, faces, head_ids, views, res, seed, mesh, batch, threads, jobs):
     """Render the synthetic head world into OUTDIR."""
+    check_output_path(outdir, '--outdir')
     total = faces + head_ids * views
     start = time.time()
     with tqdm.tqdm(total=total, unit='img', desc='rendering') as bar:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dnnlib.util import check_output_path  # noqa: E402
 from training import generate  # noqa: E402
 from metrics.identity import pixel_embedding  # noqa: E402
 
@@ -236,6 +237,7 @@ def format_table(report):
 def main(network_path, network2_path, seeds, outdir, id_model, id_res, region, channels, truncation_psi,
          truncation_cutoff, nrr, device, save_images):
     """Swap tri-planes between identities and measure identity similarity (paper table 1)."""
+    check_output_path(outdir, '--outdir')
     try:
         seeds = generate.parse_seeds(seeds)
     except ValueError as e:

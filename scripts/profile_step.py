@@ -31,6 +31,9 @@ from training.networks import PRESETS            # noqa: E402
 @click.option('--trace', help='Write a Chrome trace here', metavar='PATH', default=None)
 def main(preset, batch, nrr, all_phases, ada, steps, rows, tf32, trace):
     """Profile one training step and print the most expensive operations."""
+    if trace is not None:
+        from dnnlib.util import check_output_path
+        check_output_path(trace, '--trace', kind='file')
     from torch.profiler import ProfilerActivity, profile
     cuda = torch.cuda.is_available()
     device = torch.device('cuda' if cuda else 'cpu')

@@ -60,6 +60,8 @@ def newest(run_dir, what):
 @click.option('--seed',     help='Seed of every run', type=click.IntRange(min=0), default=0, show_default=True)
 def main(demo_dir, outdir, kimg, num, num_id, seed):
     """Head3D vs DFT vs "without L_kd" on the synthetic world, in the layout of the paper's table 4."""
+    from dnnlib.util import check_output_path
+    check_output_path(outdir, '--outdir')
     t0 = time.time()
     py = sys.executable
     faces, heads = (os.path.join(demo_dir, 'world', n) for n in ('faces.zip', 'heads.zip'))

@@ -1,11 +1,15 @@
 """Config presets, overrides and validation; train.py --dry-run and the resume guard."""
 
+import json
 import os
 
+import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
 from train import main
+from training import cameras
 from training.config import ConfigError, diff_configs, load_config, parse_override
 
 #----------------------------------------------------------------------------
@@ -78,10 +82,19 @@ def test_resume_refuses_changed_config(tmp_path):
     assert res.exit_code != 0 and f'loss.r1_gamma: {cfg.loss.r1_gamma} -> 3' in res.output
 
 def test_failed_start_does_not_lock_the_run_dir(tmp_path):
-    # a run that stopped before its first snapshot (here: a wrong data path) can be rerun with corrected options
+    # a run that stopped before its first snapshot (here: a wrong data path; then a dataset whose second image is
+    # corrupt, found when the loop opens it after the config was saved) can be rerun with corrected options
     out = tmp_path / 'run'
     res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--data', str(tmp_path / 'no.zip')])
     assert res.exit_code != 0 and 'no.zip' in res.output
-    assert (out / 'config.yaml').exists()
+    assert not out.exists()                         # the resolution check reads the data before the run dir is made
+    data = tmp_path / 'data'
+    data.mkdir()
+    PIL.Image.new('RGB', (64, 64)).save(data / 'a.png')
+    (data / 'b.png').write_bytes((data / 'a.png').read_bytes()[:60])
+    label = cameras.make_label(torch.zeros(1), torch.zeros(1))[0].tolist()
+    (data / 'dataset.json').write_text(json.dumps({'labels': [['a.png', label], ['b.png', label]]}))
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--data', str(data)])
+    assert res.exit_code != 0 and 'b.png' in res.output and (out / 'config.yaml').exists()
     res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--data', str(tmp_path / 'other.zip')])
     assert res.exit_code != 0 and 'other.zip' in res.output and 'another config' not in res.output

@@ -131,7 +131,7 @@ def test_nan_label(tmp_path):
 def test_non_orthonormal_rotation(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
     _edit_label(folder, 0, lambda c: [v * 1.1 if i in (0, 5, 10) else v for i, v in enumerate(c)])
-    _expect_error(folder, 'sub/img000.png', 'not orthonormal')
+    _expect_error(folder, 'sub/img000.png', 'not orthonormal', 'scaled by about 1.1')
 
 def test_bad_pose_bottom_row(tmp_path):
     folder = _make_folder(tmp_path / 'ds')
@@ -277,3 +277,95 @@ def test_dataloader_workers_read_zip(tmp_path):
     assert images.shape == (len(ds), 3, 8, 8)
     assert all(np.array_equal(images[i].numpy(), ds[i][0]) for i in range(len(ds)))
     assert np.allclose(labels.numpy(), ds.labels)
+
+#----------------------------------------------------------------------------
+# Labels as public preprocessing pipelines write them.
+
+# Labels as JSON strings with 6 decimals (as written by pose-estimation pipelines), rotations sheared by `skew`.
+def _string_labels(yaws_deg, skew=0.0):
+    out = []
+    for c in _labels(yaws_deg):
+        pose = np.asarray(c[:16]).reshape(4, 4)
+        pose[:3, :3] = pose[:3, :3] @ np.array([[1, skew, 0], [0, 1, 0], [0, 0, 1]])
+        out.append([f'{v:.6f}' for v in pose.reshape(-1).tolist() + c[16:]])
+    return out
+
+def _write_labels(path, entries, **extra):
+    (path / 'dataset.json').write_text(json.dumps({'labels': entries, **extra}))
+
+def test_string_labels_and_extra_keys(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    strings = _string_labels(YAWS_DEG)
+    _write_labels(folder, [[f'sub/img{i:03d}.png', s] for i, s in enumerate(strings)], files=['a.png', 'b.png'])
+    with pytest.warns(UserWarning, match=r"ignoring top-level key\(s\) 'files'") as record:
+        ds = ImageLabelDataset(folder)
+    assert len(record) == 1
+    assert np.array_equal(ds.labels, np.array(strings).astype(np.float32))   # EG3D's own conversion
+    assert ds.labels[0, 0] == np.float32(float(strings[0][0]))
+
+def test_skewed_rotations_accepted_unchanged_with_one_warning(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    entries = [[f'sub/img{i:03d}.png', s] for i, s in enumerate(_string_labels(YAWS_DEG, skew=1e-2))]
+    entries[3][1] = _string_labels([YAWS_DEG[3]], skew=2e-2)[0]
+    _write_labels(folder, entries)
+    with pytest.warns(UserWarning, match=r"6 of 6 rotation\(s\).*worst 'sub/img003.png'.*= 0.02 ") as record:
+        ds = ImageLabelDataset(folder)
+    assert len(record) == 1
+    assert np.array_equal(ds.labels, np.array([e[1] for e in entries]).astype(np.float32))
+
+def test_non_numeric_string(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    _edit_label(folder, 2, lambda c: c[:5] + ['n/a'] + c[6:])
+    _expect_error(folder, 'dataset.json', 'labels[2]', 'sub/img002.png', "'n/a'", 'not a number')
+
+def test_clearly_broken_rotations(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    _edit_label(folder, 1, lambda c: [c[0] + 0.3] + c[1:])
+    _expect_error(folder, 'sub/img001.png', 'not orthonormal', 'sheared')
+    folder = _make_folder(tmp_path / 'ds2')
+    _edit_label(folder, 1, lambda c: [-v if i in (0, 4, 8) else v for i, v in enumerate(c)])    # x axis flipped
+    _expect_error(folder, 'sub/img001.png', 'determinant', 'mirrored')
+    folder = _make_folder(tmp_path / 'ds3')
+    _edit_label(folder, 1, lambda c: np.asarray(c[:16]).reshape(4, 4).T.reshape(-1).tolist() + c[16:])
+    _expect_error(folder, 'sub/img001.png', 'transposed')
+
+def test_duplicate_entries(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    data = json.loads((folder / 'dataset.json').read_text())
+    data['labels'].append(list(data['labels'][1]))
+    (folder / 'dataset.json').write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"listed twice with the same label.*'sub/img001.png'"):
+        assert len(ImageLabelDataset(folder)) == len(YAWS_DEG)
+    data['labels'][-1] = [data['labels'][1][0], data['labels'][2][1]]
+    (folder / 'dataset.json').write_text(json.dumps(data))
+    _expect_error(folder, 'labels[1]', f'labels[{len(YAWS_DEG)}]', 'sub/img001.png', 'different cameras')
+
+# A PNG whose chunks all have valid CRCs but whose image data stops early: only a full decode finds it.
+def _png_with_short_data(res=8):
+    import struct
+    import zlib
+    def chunk(kind, payload):
+        return struct.pack('>I', len(payload)) + kind + payload + struct.pack('>I', zlib.crc32(kind + payload))
+    header = struct.pack('>IIBBBBB', res, res, 8, 2, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(b'\x00' * (3 * res)))
+            + chunk(b'IEND', b''))
+
+def test_corrupt_data_with_valid_checksums(tmp_path):
+    folder = _make_folder(tmp_path / 'ds')
+    (folder / 'sub/img004.png').write_bytes(_png_with_short_data())
+    with PIL.Image.open(folder / 'sub/img004.png') as img:
+        img.verify()                                # the checksums are fine
+    _expect_error(folder, 'sub/img004.png', 'corrupt')
+    _expect_error(_zip_folder(folder, tmp_path / 'ds.zip'), 'ds.zip', 'sub/img004.png', 'corrupt')
+
+def test_vectorised_precheck_flags_every_bad_label():
+    # parse_labels runs check_label only where maybe_bad_labels flags a label: it must flag every bad one
+    from training.dataset import check_label, maybe_bad_labels
+    rng = np.random.default_rng(0)
+    good = np.asarray(_labels([float(y) for y in rng.uniform(-180, 180, 400)]), dtype=np.float64)
+    c = good + rng.normal(0, 1, good.shape) * (rng.random(good.shape) < 0.02) * rng.choice([1e-3, 0.05, 0.3, 3], good.shape)
+    c[::50, 3] = np.nan
+    flagged = maybe_bad_labels(c)
+    bad = np.array([check_label(row.tolist()) is not None for row in c])
+    assert bad.sum() > 50 and (~bad).sum() > 50
+    assert np.all(flagged[bad])

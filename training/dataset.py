@@ -3,14 +3,19 @@
 `dataset.json` is `{"labels": [[relpath, [25 floats]], ...]}`: 16 floats for the OpenCV cam2world 4x4
 (row-major) and 9 for the intrinsics normalised by image size (training/cameras.py). Every problem with the
 input (a missing or extra label, a label that is not a camera, an odd image) is found when the dataset is
-opened and raised as a DatasetError that names the file and the entry. Images are decoded lazily.
+opened and raised as a DatasetError that names the file and the entry; every image is decoded once then, so
+that a corrupt file never surfaces as a DataLoader traceback mid-run. Input that is used but deserves a look
+(slightly skewed rotations, duplicate entries, extra keys) gives one DatasetWarning.
 """
 
 import io
 import json
 import math
 import os
+import threading
+import warnings
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import PIL.Image
@@ -21,9 +26,13 @@ from training import cameras
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 LABEL_FILE = 'dataset.json'
 
-# Tolerances of the label checks: the rotation block must be orthonormal, the principal point near the centre.
-ROTATION_TOL = 1e-3
-PRINCIPAL_POINT_TOL = 0.25
+# Tolerances of the label checks. Pose estimators write slightly skewed rotations (max |R^T R - I| of 2e-4 to
+# 1.5e-2 measured on public EG3D-style labels, column norms about 1): those are used as they are, with one warning
+# above ROTATION_WARN_TOL. Above ROTATION_MAX_ERR the block is no rotation (a scaled, sheared or garbled matrix).
+ROTATION_WARN_TOL = 1e-3
+ROTATION_MAX_ERR = 0.1
+ROW_TOL = 1e-3              # bottom rows must be [0, 0, 0, 1] and [0, 0, 1]
+PRINCIPAL_POINT_TOL = 0.25  # normalised principal point within this of the centre
 
 # How many offending names an error message lists before it says "and N more".
 _MAX_LISTED = 8
@@ -32,6 +41,9 @@ _MAX_LISTED = 8
 
 class DatasetError(ValueError):
     """Bad dataset input; the message names the file and the problem."""
+
+class DatasetWarning(UserWarning):
+    """Input that is used but deserves a look (skewed rotations, duplicate entries, ignored keys)."""
 
 #----------------------------------------------------------------------------
 # A short list of names for an error message.
@@ -52,39 +64,107 @@ def _escapes_root(name):
     return '..' in name.split('/')
 
 #----------------------------------------------------------------------------
-# The problem with one 25-float label (a message), or None when it is a plausible EG3D camera.
+# One label as float64 [25], or (None, problem). Numbers are taken as they are and numeric strings ("0.994012",
+# as some public preprocessing pipelines write them) are parsed by numpy, so that the float32 label is exactly
+# the one EG3D's loader (np.array(labels).astype(np.float32)) gets.
+
+def label_values(values):
+    if not isinstance(values, (list, tuple)):
+        return None, f'label must be a list of {cameras.LABEL_DIM} numbers, got {type(values).__name__}'
+    if len(values) == cameras.LABEL_DIM:                    # fast path (70k labels): numbers, or numeric strings
+        try:
+            arr = np.asarray(values)
+            if arr.dtype.kind in 'fiuU' and arr.shape == (cameras.LABEL_DIM,):
+                return arr.astype(np.float64), None
+        except ValueError:
+            pass                                            # the loop below names the bad value
+    out = []
+    for j, v in enumerate(values):
+        if isinstance(v, str):
+            try:
+                v = np.asarray([v]).astype(np.float64)[0]
+            except ValueError:
+                return None, f'value {j} of the label is {v!r}, not a number'
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None, f'value {j} of the label is {v!r}, not a number'
+        out.append(float(v))
+    if len(out) != cameras.LABEL_DIM:
+        return None, f'label has {len(out)} values, expected {cameras.LABEL_DIM} (16 cam2world + 9 intrinsics)'
+    return np.asarray(out, dtype=np.float64), None
+
+#----------------------------------------------------------------------------
+# Max |R^T R - I| of the rotation block of a label (0 for an exact rotation).
+
+def rotation_error(c):
+    return float(rotation_errors(np.asarray(c, dtype=np.float64)[None])[0])
+
+# The same for labels [N,25] -> [N].
+def rotation_errors(c):
+    rot = c[:, :16].reshape(-1, 4, 4)[:, :3, :3]
+    return np.abs(np.swapaxes(rot, 1, 2) @ rot - np.eye(3)).max(axis=(1, 2))
+
+#----------------------------------------------------------------------------
+# Labels [N,25] that may fail check_label (a cheap vectorised pre-check, so that 70k labels check in well under a
+# second; check_label makes the final call and the message).
+
+def maybe_bad_labels(c):
+    pose = c[:, :16].reshape(-1, 4, 4)
+    k = c[:, 16:].reshape(-1, 3, 3)
+    with np.errstate(invalid='ignore'):
+        bad = ~np.all(np.isfinite(c), axis=1)
+        bad |= np.abs(pose[:, 3] - [0, 0, 0, 1]).max(axis=1) > ROW_TOL * 0.5
+        bad |= np.linalg.det(pose[:, :3, :3]) <= 1e-6
+        bad |= rotation_errors(c) > ROTATION_MAX_ERR * 0.5
+        bad |= (k[:, 0, 0] <= 1e-6) | (k[:, 1, 1] <= 1e-6) | (np.abs(k[:, 2] - [0, 0, 1]).max(axis=1) > ROW_TOL * 0.5)
+        bad |= np.maximum(np.abs(k[:, 0, 2] - 0.5), np.abs(k[:, 1, 2] - 0.5)) > PRINCIPAL_POINT_TOL * 0.5
+    return bad
+
+#----------------------------------------------------------------------------
+# The problem with one label (a message that names the likely cause), or None when it is a plausible EG3D
+# camera. Rotations with a small skew pass (see ROTATION_WARN_TOL); the caller reports them.
 
 def check_label(values):
-    if not isinstance(values, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return f'label must be a list of {cameras.LABEL_DIM} numbers'
-    if len(values) != cameras.LABEL_DIM:
-        return f'label has {len(values)} values, expected {cameras.LABEL_DIM} (16 cam2world + 9 intrinsics)'
-    c = np.asarray(values, dtype=np.float64)
+    c, problem = label_values(values)
+    if problem is not None:
+        return problem
     if not np.all(np.isfinite(c)):
         return 'label contains NaN or inf'
     pose = c[:16].reshape(4, 4)
+    if np.abs(pose[3] - [0, 0, 0, 1]).max() > ROW_TOL:
+        hint = ''
+        if np.abs(pose[:3, 3]).max() < ROW_TOL and np.abs(pose[3, :3]).max() > ROW_TOL:
+            hint = ': the translation is in the bottom row, so the matrix looks transposed (column-major); write it row-major'
+        return f'bottom row of cam2world is {pose[3].tolist()}, expected [0, 0, 0, 1]{hint}'
     rot = pose[:3, :3]
-    err = np.abs(rot.T @ rot - np.eye(3)).max()
-    if err > ROTATION_TOL:
-        return f'rotation part of cam2world is not orthonormal (max |R^T R - I| = {err:.3g} > {ROTATION_TOL})'
-    if np.linalg.det(rot) < 0:
-        return 'rotation part of cam2world is a reflection (determinant -1)'
-    if np.abs(pose[3] - [0, 0, 0, 1]).max() > ROTATION_TOL:
-        return f'bottom row of cam2world is {pose[3].tolist()}, expected [0, 0, 0, 1]'
+    det = np.linalg.det(rot)
+    if det <= 0:
+        return (f'rotation block of cam2world has determinant {det:.3g} <= 0: one axis is mirrored or the block is '
+                'degenerate; expected a rotation (OpenCV camera axes: x right, y down, z forward)')
+    err = rotation_error(c)
+    if err > ROTATION_MAX_ERR:
+        norms = np.linalg.norm(rot, axis=0)
+        cause = (f'the matrix is scaled by about {norms.mean():.3g} (a scale folded into the pose?)'
+                 if np.ptp(norms) < 0.05 and abs(norms.mean() - 1) > 0.05 else
+                 'its axes are not perpendicular: a sheared matrix, or values in the wrong order')
+        return (f'rotation block of cam2world is not orthonormal (max |R^T R - I| = {err:.3g}, above {ROTATION_MAX_ERR}, '
+                f'the bound for pose-estimator skew; column norms {", ".join(f"{n:.3g}" for n in norms)}): {cause}')
     k = c[16:].reshape(3, 3)
     if k[0, 0] <= 0 or k[1, 1] <= 0:
         return f'intrinsics have a non-positive focal length (fx={k[0, 0]:.4g}, fy={k[1, 1]:.4g})'
-    if np.abs(k[2] - [0, 0, 1]).max() > ROTATION_TOL:
+    if np.abs(k[2] - [0, 0, 1]).max() > ROW_TOL:
         return f'bottom row of the intrinsics is {k[2].tolist()}, expected [0, 0, 1]'
     if abs(k[0, 2] - 0.5) > PRINCIPAL_POINT_TOL or abs(k[1, 2] - 0.5) > PRINCIPAL_POINT_TOL:
-        return (f'principal point ({k[0, 2]:.4g}, {k[1, 2]:.4g}) is far from the image centre (0.5, 0.5); '
-                'intrinsics must be normalised by the image size, not in pixels')
+        cause = ('they look like pixels: intrinsics must be normalised by the image size (fx/W, cx/W, fy/H, cy/H)'
+                 if max(k[0, 2], k[1, 2]) > 2 else 'the camera must be centred on the image (cx, cy near 0.5)')
+        return f'principal point ({k[0, 2]:.4g}, {k[1, 2]:.4g}) is far from the image centre (0.5, 0.5); {cause}'
     return None
 
 #----------------------------------------------------------------------------
-# Parse dataset.json text into {relpath: label list}, raising DatasetError for any malformed entry.
+# Parse dataset.json text into ({relpath: float64 [25]}, notes) without checking the cameras. Extra top-level
+# keys are ignored and identical duplicate entries merged (each said once in `notes`); two different labels
+# for one image, or a malformed entry, raise DatasetError naming the entries.
 
-def parse_labels(text, where):
+def read_label_entries(text, where):
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -95,18 +175,61 @@ def parse_labels(text, where):
         raise DatasetError(f'{where}: "labels" is null; every image needs a camera label')
     if not isinstance(data['labels'], list):
         raise DatasetError(f'{where}: "labels" must be a list of [relpath, [25 floats]] pairs')
-    labels = {}
+    notes = []
+    extra = sorted(k for k in data if k != 'labels')
+    if extra:
+        notes.append(f'{where}: ignoring top-level key(s) {_list_names(extra)} (only "labels" is read)')
+    labels, first_index, duplicates = {}, {}, []
     for i, entry in enumerate(data['labels']):
         if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)):
             raise DatasetError(f'{where}: labels[{i}] must be a [relpath, [25 floats]] pair, got {str(entry)[:80]}')
         name = entry[0].replace('\\', '/')
-        if name in labels:
-            raise DatasetError(f'{where}: entry {name!r} is listed twice')
-        problem = check_label(entry[1])
+        c, problem = label_values(entry[1])
         if problem is not None:
-            raise DatasetError(f'{where}: entry {name!r}: {problem}')
-        labels[name] = entry[1]
-    return labels
+            raise DatasetError(f'{where}: labels[{i}] ({name!r}): {problem}')
+        if name in labels:
+            j = first_index[name]
+            if not np.array_equal(labels[name], c):
+                raise DatasetError(f'{where}: labels[{j}] and labels[{i}] both label {name!r}, with different cameras; '
+                                   'keep one of them')
+            duplicates.append(name)
+            continue
+        labels[name] = c
+        first_index[name] = i
+    if duplicates:
+        notes.append(f'{where}: {len(duplicates)} entry(ies) listed twice with the same label, used once: '
+                     f'{_list_names(set(duplicates))}')
+    return labels, notes
+
+#----------------------------------------------------------------------------
+# The note for labels whose rotations are slightly skewed (max |R^T R - I| above ROTATION_WARN_TOL), naming the
+# worst one, or None. {name: float64 [25]} in; such labels are used as they are, as EG3D does.
+
+def skew_note(labels, where):
+    if not labels:
+        return None
+    errors = dict(zip(labels, rotation_errors(np.stack(list(labels.values()))).tolist()))
+    skewed = [name for name, err in errors.items() if err > ROTATION_WARN_TOL]
+    if not skewed:
+        return None
+    worst = max(skewed, key=lambda n: (errors[n], n))
+    return (f'{where}: {len(skewed)} of {len(labels)} rotation(s) are not exactly orthonormal (worst {worst!r}: '
+            f'max |R^T R - I| = {errors[worst]:.3g} > {ROTATION_WARN_TOL}); used as they are, as EG3D does; '
+            'scripts/dataset_tool.py --orthonormalize snaps them to rotations')
+
+#----------------------------------------------------------------------------
+# Parse and check dataset.json text: ({relpath: float64 [25]}, notes); a bad camera raises DatasetError.
+
+def parse_labels(text, where):
+    labels, notes = read_label_entries(text, where)
+    names = list(labels)
+    suspects = np.flatnonzero(maybe_bad_labels(np.stack(list(labels.values())))) if labels else []
+    for i in suspects:
+        problem = check_label(labels[names[i]].tolist())
+        if problem is not None:
+            raise DatasetError(f'{where}: entry {names[i]!r}: {problem}')
+    note = skew_note(labels, where)
+    return labels, notes + ([note] if note is not None else [])
 
 #----------------------------------------------------------------------------
 # Resolve a yaw_range_deg option ('front', 'back', (lo, hi) or None) into (lo, hi) degrees on |yaw|.
@@ -135,6 +258,33 @@ def yaw_mask(abs_yaw_deg, lo, hi):
     eps = 1e-4  # labels are float32: a view at exactly 180 degrees can read 179.99999
     upper = abs_yaw_deg <= hi + eps if hi >= 180 else abs_yaw_deg < hi
     return (abs_yaw_deg >= lo) & upper
+
+#----------------------------------------------------------------------------
+# Resolution of a dataset from the header of its first image (in name order), without opening the whole set:
+# (resolution, image name). For checks that must run before anything is built; the dataset class checks all.
+
+def peek_resolution(path):
+    path = str(path)
+    try:
+        if os.path.isdir(path):
+            names = sorted(os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
+                           for root, _dirs, files in os.walk(path) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+            data = open(os.path.join(path, names[0]), 'rb').read() if names else None
+        elif os.path.isfile(path) and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_EXTENSIONS))
+                data = z.read(names[0]) if names else None
+        else:
+            raise DatasetError(f'{path}: not a folder or a zip file' if os.path.exists(path) else f'{path}: no such folder or zip file')
+        if not names:
+            raise DatasetError(f'{path}: contains no images ({", ".join(IMAGE_EXTENSIONS)})')
+        with PIL.Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, zipfile.BadZipFile) as e:
+        raise DatasetError(f'{path}: unreadable dataset or image ({e})') from None
+    if w != h:
+        raise DatasetError(f'{path}: image {names[0]!r} is not square ({w}x{h})')
+    return w, names[0]
 
 #----------------------------------------------------------------------------
 # EG3D-compatible image + camera label dataset.
@@ -179,7 +329,9 @@ class ImageLabelDataset(torch.utils.data.Dataset):
             raise DatasetError(f'{self.path}: no such folder or zip file')
         if LABEL_FILE not in names:
             raise DatasetError(f'{self.path}: missing {LABEL_FILE} at the dataset root')
-        labels = parse_labels(self._read_bytes(LABEL_FILE), f'{self.path}/{LABEL_FILE}')
+        labels, notes = parse_labels(self._read_bytes(LABEL_FILE), f'{self.path}/{LABEL_FILE}')
+        for note in notes:
+            warnings.warn(note, DatasetWarning, stacklevel=2)
         image_names = sorted(n for n in names if n.lower().endswith(IMAGE_EXTENSIONS))
         if not image_names:
             raise DatasetError(f'{self.path}: contains no images ({", ".join(IMAGE_EXTENSIONS)})')
@@ -190,7 +342,7 @@ class ImageLabelDataset(torch.utils.data.Dataset):
         if orphans:
             raise DatasetError(f'{self.path}: {len(orphans)} label(s) in {LABEL_FILE} have no image: {_list_names(orphans)}')
         self._raw_names = image_names
-        self._raw_labels = np.asarray([labels[n] for n in image_names], dtype=np.float32)
+        self._raw_labels = np.asarray([labels[n] for n in image_names], dtype=np.float64).astype(np.float32)
         self._check_images(resolution)
 
         # Select by yaw, subset, repeat back views, mirror.
@@ -276,14 +428,11 @@ class ImageLabelDataset(torch.utils.data.Dataset):
     #------------------------------------------------------------------------
     # Image checks and decoding.
 
-    # Open an image header; verify=True also checks the stream (PNG CRCs, truncation).
-    def _open_image(self, name, verify=False):
+    # Open an image (its header; pixels are decoded on use).
+    def _open_image(self, name):
         where = f'{self.path}: image {name!r}'
         try:
             data = self._read_bytes(name)
-            if verify:
-                with PIL.Image.open(io.BytesIO(data)) as img:
-                    img.verify()
             img = PIL.Image.open(io.BytesIO(data))
             return img
         except (OSError, SyntaxError, ValueError, zipfile.BadZipFile, PIL.Image.DecompressionBombError) as e:
@@ -305,13 +454,31 @@ class ImageLabelDataset(torch.utils.data.Dataset):
             raise DatasetError(f'{where}: is grayscale (mode {img.mode}); images must be RGB')
         raise DatasetError(f'{where}: unsupported image mode {img.mode}; images must be RGB')
 
-    # Check every image's header at load: readable, square, one resolution, RGB (or RGBA with rgba='white').
+    # Decode one image completely (a PNG with valid checksums but corrupt data fails only here); returns its size.
+    def _decode_check(self, name, lock):
+        with lock:                                  # one zip handle: reads in turn, decoding in parallel
+            data = self._read_bytes(name)
+        where = f'{self.path}: image {name!r}'
+        try:
+            with PIL.Image.open(io.BytesIO(data)) as img:
+                self._channel_kind(img, name)
+                img.load()
+                return img.size
+        except DatasetError:
+            raise
+        except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as e:
+            raise DatasetError(f'{where}: unreadable or corrupt image ({e})') from None
+
+    # Check every image at load: decodable, square, one resolution, RGB (or RGBA with rgba='white').
     def _check_images(self, resolution):
         sizes = {}
-        for name in self._raw_names:
-            with self._open_image(name, verify=True) as img:
-                self._channel_kind(img, name)
-                w, h = img.size
+        lock = threading.Lock()
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))     # PIL decodes without the GIL
+        try:
+            image_sizes = list(pool.map(lambda n: self._decode_check(n, lock), self._raw_names))
+        finally:
+            pool.shutdown(cancel_futures=True)      # on the first bad image, do not decode the rest
+        for name, (w, h) in zip(self._raw_names, image_sizes):
             if w != h:
                 raise DatasetError(f'{self.path}: image {name!r} is not square ({w}x{h})')
             sizes.setdefault(w, name)
