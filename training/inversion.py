@@ -440,5 +440,5 @@ def load_inputs(target, res, label=None, mask_dir=None):
 
 # An item's image as float [1,3,H,W] in [-1,1] and its label [1,25] on device.
 def item_tensors(item, device):
-    img = torch.from_numpy(item['pixels']).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1
+    img = torch.from_numpy(np.array(item['pixels'])).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1
     return img, torch.tensor([item['label']], dtype=torch.float32, device=device)
