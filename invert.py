@@ -141,6 +141,13 @@ def main(network_path, target, outdir, label, mask_dir, space, steps, lr, percep
     if os.path.isdir(network_path):
         from training.checkpoint import latest_snapshot
         network_path = latest_snapshot(network_path)
+    # Outputs never go inside an input folder: new images there would change the user's dataset (or masks).
+    for folder, option in ((target, '--target'), (mask_dir, '--masks')):
+        if folder and os.path.isdir(folder):
+            inside = os.path.commonpath([os.path.realpath(outdir), os.path.realpath(folder)]) == os.path.realpath(folder)
+            if inside:
+                raise click.ClickException(f'--outdir {outdir} is inside the {option} folder {folder}; writing there '
+                                           f'would change your data: choose an --outdir outside it')
     try:
         items = inversion.load_inputs(target, G.img_resolution, label=label, mask_dir=mask_dir)
     except inversion.InversionError as e:

@@ -186,6 +186,8 @@ def test_cli_dataset_masks_and_resize(snap, self_render, tmp_path):
     PIL.Image.fromarray(np.full((32, 32), 255, np.uint8)).save(masks / 'a.png')        # mask of another size
     r = run_invert('--network', snap, '--target', src, '--masks', masks, '--outdir', tmp_path / 'o', *FAST)
     assert r.exit_code != 0 and 'mask is 32x32' in r.output and 'a.png' in r.output
+    r = run_invert('--network', snap, '--target', src, '--outdir', src / 'inv', *FAST)
+    assert r.exit_code != 0 and 'inside the --target folder' in r.output and not (src / 'inv').exists()
 
 #----------------------------------------------------------------------------
 # Bad input: one-line errors naming the file, never a traceback.
