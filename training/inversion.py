@@ -174,7 +174,10 @@ def project(G, target, c, space='w', steps=500, lr=0.1, perceptual=None, percept
     def full(w):
         return w.repeat(1, G.num_ws, 1) if space == 'w' else w
 
-    last = (full(w_opt).detach().clone(), {k: v.detach().clone() for k, v in noise_buffers(G).items()})
+    def state():
+        return full(w_opt).detach().clone(), {k: v.detach().clone() for k, v in noise_buffers(G).items()}
+
+    last = state()
     curve = []
     for step in range(steps):
         t = step / steps
@@ -189,6 +192,7 @@ def project(G, target, c, space='w', steps=500, lr=0.1, perceptual=None, percept
         total = loss + noise_reg * reg
         if not torch.isfinite(total):
             raise NonFiniteLoss('projection', step, float(total.detach()), *last)
+        last = state()                                                  # the latent of this finite loss
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -197,11 +201,11 @@ def project(G, target, c, space='w', steps=500, lr=0.1, perceptual=None, percept
         row = dict(step=step, loss=float(total.detach()), psnr=float(psnr(img.detach(), target)[0]), lr=opt.param_groups[0]['lr'],
                    **{k: float(v.detach().sum()) for k, v in parts.items()}, noise_reg=float(reg.detach()))
         curve.append(row)
-        if torch.isfinite(w_opt).all() and all(torch.isfinite(v).all() for v in bufs):
-            last = (full(w_opt).detach().clone(), {k: v.detach().clone() for k, v in noise_buffers(G).items()})
         if progress is not None:
             progress(step, row)
-    ws, noise = last
+    final = state()
+    finite = torch.isfinite(final[0]).all() and all(torch.isfinite(v).all() for v in final[1].values())
+    ws, noise = final if finite else last
     return dict(ws=ws, noise=noise, curve=curve, w_avg=w_avg.repeat(1, G.num_ws, 1), w_dist=w_dist,
                 time=time.time() - t0)
 
@@ -229,8 +233,6 @@ def pivotal_tune(G, ws, noise, target, c, steps=350, lr=3e-4, perceptual=None, p
         w_dist = w_stats(G, c_cond, num=1000, seed=seed + 123)[2]
     gen = torch.Generator(device=device).manual_seed(seed + 1)
     ws = ws.detach()
-    last = G_tune.state_dict()
-    last = {k: v.detach().clone() for k, v in last.items()}
     curve = []
     for step in range(steps):
         img = render(G_tune, ws, c)
@@ -252,18 +254,16 @@ def pivotal_tune(G, ws, noise, target, c, steps=350, lr=3e-4, perceptual=None, p
             total = total + locality_weight * local.sum()
             row['locality'] = float(local.detach().sum())
         row['loss'] = float(total.detach())
-        if not torch.isfinite(total):
-            G_tune.load_state_dict(last)
+        if not torch.isfinite(total):              # the caller keeps the projected latent; no tuned G is kept
             raise NonFiniteLoss('pivotal tuning', step, float(total.detach()), ws, noise)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         curve.append(row)
-        if all(torch.isfinite(p).all() for p in G_tune.parameters()):
-            last = {k: v.detach().clone() for k, v in G_tune.state_dict().items()}
         if progress is not None:
             progress(step, row)
-    G_tune.load_state_dict(last)
+    if not all(torch.isfinite(p).all() for p in G_tune.parameters()):
+        raise NonFiniteLoss('pivotal tuning', steps, float('nan'), ws, noise)
     return dict(G=G_tune.eval().requires_grad_(False), curve=curve, time=time.time() - t0)
 
 #----------------------------------------------------------------------------
