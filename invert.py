@@ -49,7 +49,7 @@ def _save_png(pixels, path):
 
 # The loss curve as CSV (one row per step and stage) and a small PNG plot of log10(loss) per stage.
 def _write_curve(path_csv, path_png, curves):
-    keys = ['stage', 'step', 'loss', 'psnr', 'pixel', 'perceptual', 'noise_reg', 'locality', 'lr']
+    keys = ['stage', 'step', 'loss', 'image_loss', 'psnr', 'pixel', 'perceptual', 'noise_reg', 'locality', 'lr']
     with open(path_csv, 'w') as f:
         f.write(','.join(keys) + '\n')
         for stage, curve in curves:
@@ -186,7 +186,7 @@ def invert_one(G, item, P, kind, out, network_path, inputs, device, proj_kwargs,
         bar = tqdm(total=total, desc=f'{item["name"]} {name}', unit='step')
         def update(step, row):
             bar.update(1)
-            bar.set_postfix(loss=f'{row["loss"]:.4g}', psnr=f'{row["psnr"]:.2f}', refresh=False)
+            bar.set_postfix(image_loss=f'{row["image_loss"]:.4g}', psnr=f'{row["psnr"]:.2f}', refresh=False)
         return bar, update
 
     bar, update = stage_bar(f'project {proj_kwargs["space"]}', proj_kwargs['steps'])

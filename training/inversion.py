@@ -198,7 +198,8 @@ def project(G, target, c, space='w', steps=500, lr=0.1, perceptual=None, percept
         opt.step()
         if optimize_noise:
             normalize_noise_(bufs)
-        row = dict(step=step, loss=float(total.detach()), psnr=float(psnr(img.detach(), target)[0]), lr=opt.param_groups[0]['lr'],
+        row = dict(step=step, loss=float(total.detach()), image_loss=float(loss.detach()),
+                   psnr=float(psnr(img.detach(), target)[0]), lr=opt.param_groups[0]['lr'],
                    **{k: float(v.detach().sum()) for k, v in parts.items()}, noise_reg=float(reg.detach()))
         curve.append(row)
         if progress is not None:
@@ -238,7 +239,8 @@ def pivotal_tune(G, ws, noise, target, c, steps=350, lr=3e-4, perceptual=None, p
         img = render(G_tune, ws, c)
         loss, parts = image_loss(img, target, perceptual, perceptual_weight, pixel_weight)
         total = loss.sum()
-        row = dict(step=step, psnr=float(psnr(img.detach(), target)[0]), **{k: float(v.detach().sum()) for k, v in parts.items()})
+        row = dict(step=step, image_loss=float(total.detach()), psnr=float(psnr(img.detach(), target)[0]),
+                   **{k: float(v.detach().sum()) for k, v in parts.items()})
         if locality_weight > 0 and step % locality_every == 0:
             z = torch.randn([1, G.z_dim], generator=gen, device=device)
             with torch.no_grad():
