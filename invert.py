@@ -15,7 +15,6 @@ image, or --label (25 comma-separated numbers or a JSON file). See docs/inversio
 import copy
 import json
 import os
-import time
 
 import click
 import numpy as np

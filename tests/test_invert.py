@@ -4,7 +4,6 @@ tri-plane generator (32^2, CPU): it must invert renders of itself, and every bad
 import copy
 import json
 import math
-import os
 
 import numpy as np
 import PIL.Image
@@ -14,6 +13,7 @@ from click.testing import CliRunner
 
 import gen_samples
 import invert
+from scripts.bench_inversion import main as bench_main
 from training import checkpoint, generate, inversion, networks, snapshot, synthetic
 
 # The tiny preset shrunk further (as tests/_world.SMALL does for training): a projection step takes ~0.1 s on CPU.
@@ -250,12 +250,7 @@ def test_outputs_never_overwrite_inputs(snap, photo, tmp_path):
 # The benchmark at toy size: the table has every row, the baselines included.
 
 def test_bench_inversion_toy(snap, tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('bench_inversion', os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts', 'bench_inversion.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    r = CliRunner().invoke(bench.main, ['--networks', f'toy={snap}', '--outdir', str(tmp_path), '--num', '2',
+    r = CliRunner().invoke(bench_main, ['--networks', f'toy={snap}', '--outdir', str(tmp_path), '--num', '2',
                                         '--steps', '2', '--pti-steps', '1', '--configs', 'w+pti',
                                         '--perceptual', 'lpips_vgg_randtrunk'])
     assert r.exit_code == 0, r.output
