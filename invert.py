@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from training import generate, inversion, snapshot
-from training.checkpoint import weights_hash
+from training.checkpoint import latest_snapshot, weights_hash
 from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual
 
 #----------------------------------------------------------------------------
@@ -138,7 +138,6 @@ def main(network_path, target, outdir, label, mask_dir, space, steps, lr, percep
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
         raise click.ClickException(f'cannot load --network {network_path!r}: {e}')
     if os.path.isdir(network_path):
-        from training.checkpoint import latest_snapshot
         network_path = latest_snapshot(network_path)
     # Outputs never go inside an input folder: new images there would change the user's dataset (or masks).
     for folder, option in ((target, '--target'), (mask_dir, '--masks')):
@@ -173,10 +172,10 @@ def main(network_path, target, outdir, label, mask_dir, space, steps, lr, percep
 
 def invert_one(G, item, P, kind, out, network_path, inputs, device, proj_kwargs, pti_kwargs, video_frames, fps,
                shape_res, level):
-    os.makedirs(out, exist_ok=True)
     paths = {k: os.path.join(out, v) for k, v in OUTPUTS.items()}
     for p in paths.values():
         _check_not_input(p, inputs + [item['source'], item['mask_source']])
+    os.makedirs(out, exist_ok=True)
     target, c = inversion.item_tensors(item, device)
     curves = []
     info = dict(image=item['source'], network=os.path.abspath(network_path), perceptual=kind, **proj_kwargs)
