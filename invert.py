@@ -125,10 +125,15 @@ def _stem(name):
 # Performance
 @click.option('--device', help='Device', type=click.Choice(['auto', 'cpu', 'cuda']), default='auto', show_default=True)
 @click.option('--seed', help='Seed of the projection noise', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--threads', help='torch CPU threads (default: torch\'s; 1 was much faster on a busy 2-core machine)',
+              type=click.IntRange(min=1), default=None)
 def main(network_path, target, outdir, label, mask_dir, space, steps, lr, perceptual, vgg16_path, pixel_weight,
-         noise_reg, no_noise, pti_steps, pti_lr, locality_weight, video_frames, fps, shape_res, level, device, seed):
+         noise_reg, no_noise, pti_steps, pti_lr, locality_weight, video_frames, fps, shape_res, level, device, seed,
+         threads):
     """Invert images (with EG3D camera labels) into a tri-plane generator: W/W+ projection, optional pivotal tuning,
     reconstruction, latent, orbit video, mesh and metrics per image."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         device = generate.resolve_device(device)
     except ValueError as e:
