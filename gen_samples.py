@@ -9,6 +9,7 @@ Examples:
   python gen_samples.py shapes --network run/snapshot.pt --outdir out --seeds 0 --shape-res 256
   python gen_samples.py interp --network run/snapshot.pt --outdir out --seeds 0,1,2 --steps 7
   python gen_samples.py edit   --network run/snapshot.pt --outdir out --seeds 0 --direction smile.npy
+  python gen_samples.py edit   --network inv/photo/G_pti.pt --outdir out --latent inv/photo/latent.npz --direction smile.npy
 """
 
 import json
@@ -163,7 +164,9 @@ def images(network_path, outdir, device, batch, truncation_psi, truncation_cutof
 @cli.command()
 @_common_options
 @_render_options
-@click.option('--seeds', help='Seeds, e.g. 0-3 (rows x columns of them)', type=SEEDS, required=True)
+@click.option('--seeds', help='Seeds, e.g. 0-3 (rows x columns of them)', type=SEEDS, default=None)
+@click.option('--latent', 'latent_path', help='Orbit an inverted latent instead of seeds (latent.npz of invert.py; '
+              'with its G_pti.pt as --network when pivotal tuning ran)', metavar='NPZ', default=None)
 @click.option('--grid', help='Grid of seeds, rows x columns', type=GRID, default='1x1', show_default=True)
 @click.option('--frames', help='Frames in the 360-degree orbit', type=click.IntRange(min=1), default=120,
               show_default=True)
@@ -173,10 +176,26 @@ def images(network_path, outdir, device, batch, truncation_psi, truncation_cutof
               type=float, default=0.0, show_default=True)
 @click.option('--mode', 'kind', help='What to show', type=click.Choice(['image', 'raw', 'depth']), default='image',
               show_default=True)
-def video(network_path, outdir, device, batch, truncation_psi, truncation_cutoff, fov_deg, nrr, seeds, grid, frames,
-          fps, pitch_deg, pitch_wobble_deg, kind):
+def video(network_path, outdir, device, batch, truncation_psi, truncation_cutoff, fov_deg, nrr, seeds, latent_path,
+          grid, frames, fps, pitch_deg, pitch_wobble_deg, kind):
     """A 360-degree yaw orbit of a grid of seeds as mp4 (libx264, yuv420p); one video per grid of seeds."""
     rows, cols = grid
+    if (seeds is None) == (latent_path is None):
+        raise click.UsageError('give exactly one of --seeds and --latent')
+    if latent_path is not None:
+        G, device = _setup(network_path, outdir, device, nrr)
+        ws = _load_inverted(G, latent_path)
+        if ws.shape[0] != rows * cols:
+            raise click.BadParameter(f'{latent_path} holds {ws.shape[0]} latent(s); --grid {rows}x{cols} needs '
+                                     f'{rows * cols}', param_hint='--grid')
+        path = os.path.join(outdir, f'orbit_{kind}_{os.path.splitext(os.path.basename(latent_path))[0]}.mp4')
+        with tqdm(total=frames, desc=os.path.basename(path), unit='frame') as bar:
+            frame_iter = _checked(generate.orbit_frames_ws, G, ws, grid, frames, kind=kind, pitch_deg=pitch_deg,
+                                  pitch_wobble_deg=pitch_wobble_deg, fov_deg=fov_deg, nrr=nrr, batch=batch,
+                                  device=device, progress=bar)
+            _checked(generate.write_video, path, frame_iter, fps=fps)
+        click.echo(f'wrote {path}')
+        return
     if len(seeds) % (rows * cols) != 0:
         raise click.BadParameter(f'{len(seeds)} seeds do not fill {rows}x{cols} grids evenly', param_hint='--seeds')
     G, device = _setup(network_path, outdir, device, nrr)
@@ -283,22 +302,31 @@ def interp(network_path, outdir, device, batch, truncation_psi, truncation_cutof
 @cli.command()
 @_common_options
 @_render_options
-@click.option('--seeds', help='Seeds to edit, one strip row each', type=SEEDS, required=True)
+@click.option('--seeds', help='Seeds to edit, one strip row each', type=SEEDS, default=None)
+@click.option('--latent', 'latent_path', help='Edit an inverted latent instead of seeds (latent.npz of invert.py; '
+              'pass its G_pti.pt as --network when pivotal tuning ran)', metavar='NPZ', default=None)
 @click.option('--direction', 'direction_path', help='Direction in w space (.npy: [w_dim], [1, w_dim] or '
               '[num_ws, w_dim]), e.g. an InterFaceGAN boundary', metavar='NPY', required=True)
 @click.option('--strengths', help='Step sizes along the direction', type=FLOATS, default='-2,-1,0,1,2',
               show_default=True)
 @click.option('--yaw', 'yaw_deg', help='Yaw of the renders in degrees', type=float, default=0.0, show_default=True)
-def edit(network_path, outdir, device, batch, truncation_psi, truncation_cutoff, fov_deg, nrr, seeds, direction_path,
-         strengths, yaw_deg):
-    """Move w along a direction (InterFaceGAN-style editing, paper figure 16): a seeds x strengths strip."""
+def edit(network_path, outdir, device, batch, truncation_psi, truncation_cutoff, fov_deg, nrr, seeds, latent_path,
+         direction_path, strengths, yaw_deg):
+    """Move w along a direction (InterFaceGAN-style editing, paper figure 16): a seeds x strengths strip, or one row
+    for an inverted photo (--latent)."""
+    if (seeds is None) == (latent_path is None):
+        raise click.UsageError('give exactly one of --seeds and --latent')
     G, device = _setup(network_path, outdir, device, nrr)
     try:
         direction = generate.load_direction(direction_path, G.num_ws, G.w_dim)
     except (OSError, ValueError) as e:
         raise click.BadParameter(str(e), param_hint='--direction')
-    ws = generate.seeds_to_ws(G, seeds, c_cond=generate.front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
-                              truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
+    if latent_path is not None:
+        ws = _load_inverted(G, latent_path).to(device)
+        seeds = [os.path.abspath(latent_path)] * ws.shape[0]
+    else:
+        ws = generate.seeds_to_ws(G, seeds, c_cond=generate.front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
+                                  truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
     edited = generate.edit_ws(ws, direction, strengths).flatten(0, 1)              # [S*K, num_ws, w_dim]
     labels = generate.view_labels([(generate.wrap_deg(yaw_deg), 0.0)], fov_deg=fov_deg, device=device, G=G)
     with tqdm(total=edited.shape[0], desc='edit', unit='img') as bar:
@@ -306,9 +334,22 @@ def edit(network_path, outdir, device, batch, truncation_psi, truncation_cutoff,
     stem = os.path.join(outdir, f'edit_{os.path.splitext(os.path.basename(direction_path))[0]}')
     _save_png(generate.make_grid(generate.to_uint8(out['image']), len(seeds), len(strengths)), stem + '.png')
     with open(stem + '.json', 'w') as f:
-        json.dump(dict(direction=os.path.abspath(direction_path), seeds=seeds, strengths=strengths, yaw_deg=yaw_deg,
-                       truncation_psi=truncation_psi), f, indent=2)
-    click.echo(f'wrote {stem}.png ({len(seeds)} seeds x {len(strengths)} strengths)')
+        json.dump(dict(direction=os.path.abspath(direction_path), strengths=strengths, yaw_deg=yaw_deg,
+                       **(dict(latent=seeds[0]) if latent_path else dict(seeds=seeds, truncation_psi=truncation_psi))),
+                  f, indent=2)
+    click.echo(f'wrote {stem}.png ({len(seeds)} {"latent" if latent_path else "seeds"} x {len(strengths)} strengths)')
+
+# An inverted latent (invert.py's latent.npz) for G: ws [N, num_ws, w_dim]; its synthesis noise maps, when stored,
+# are put into G (the projection optimised them with w; a tuned G_pti.pt already holds the same maps).
+def _load_inverted(G, path):
+    from training import inversion
+    try:
+        ws, noise = inversion.load_latent(path, G.num_ws, G.w_dim)
+        if noise:
+            inversion.set_noise(G, noise)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(f'{path}: {e}', param_hint='--latent')
+    return ws
 
 #----------------------------------------------------------------------------
 

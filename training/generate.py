@@ -318,18 +318,30 @@ def orbit_frames(G, seeds, grid, num_frames, kind='image', pitch_deg=0.0, pitch_
     rows, cols = grid
     if len(seeds) != rows * cols:
         raise ValueError(f'a {rows}x{cols} grid needs {rows * cols} seeds, got {len(seeds)}')
+    ws = seeds_to_ws(G, seeds, c_cond=front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
+                     truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
+    yield from orbit_frames_ws(G, ws, grid, num_frames, kind=kind, pitch_deg=pitch_deg,
+                               pitch_wobble_deg=pitch_wobble_deg, fov_deg=fov_deg, nrr=nrr, batch=batch, device=device,
+                               progress=progress)
+
+# The same orbit of given latents ws [rows*cols, num_ws, w_dim] (e.g. inverted photos, invert.py).
+@torch.no_grad()
+def orbit_frames_ws(G, ws, grid, num_frames, kind='image', pitch_deg=0.0, pitch_wobble_deg=0.0, fov_deg=None, nrr=None,
+                    batch=4, device='cpu', progress=None):
+    rows, cols = grid
+    if ws.shape[0] != rows * cols:
+        raise ValueError(f'a {rows}x{cols} grid needs {rows * cols} latents, got {ws.shape[0]}')
     if abs(pitch_deg) + abs(pitch_wobble_deg) > MAX_PITCH_DEG:
         raise ValueError(f'pitch {pitch_deg} +- wobble {pitch_wobble_deg} deg reaches beyond +-{MAX_PITCH_DEG:g} deg')
     focal = cameras.FFHQ_FOCAL if fov_deg is None else float(cameras.fov_to_intrinsics(fov_deg)[0, 0])
     labels = cameras.orbit_labels(num_frames, pitch=math.radians(pitch_deg),
                                   pitch_wobble=math.radians(pitch_wobble_deg), focal=focal,
                                   **camera_orbit(G)).to(device)
-    ws = seeds_to_ws(G, seeds, c_cond=front_labels(G, len(seeds), fov_deg=fov_deg, device=device),
-                     truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
+    ws = ws.to(device)
     planes = synthesize_planes(G, ws, batch=batch)
     depth_range = (G.rendering.ray_start, G.rendering.ray_end)
     for f in range(num_frames):
-        out = render_planes_batched(G, planes, ws, labels[f:f + 1].expand(len(seeds), -1), nrr=nrr, batch=batch)
+        out = render_planes_batched(G, planes, ws, labels[f:f + 1].expand(ws.shape[0], -1), nrr=nrr, batch=batch)
         if progress is not None:
             progress.update(1)
         yield make_grid(render_to_uint8(out, kind, depth_range), rows, cols)

@@ -104,6 +104,13 @@ def sample_identity(rng):
                              brim=bool(u(0, 1) < 0.5))
     return params
 
+# `num` new identities for benchmarks (scripts/bench_inversion.py), from their own random stream [seed, 2]: build_world
+# draws its faces from [seed, 0] and its heads from [seed, 1], so these are never in faces.zip or heads.zip. Render
+# them from any camera with render_heads([params] * V, labels, resolution).
+def novel_identities(num, seed=0):
+    rng = np.random.default_rng([seed, 2])
+    return [sample_identity(rng) for _ in range(num)]
+
 #----------------------------------------------------------------------------
 # Distance primitives on points given as coordinate rows P [3,K] (x, y, z contiguous, which is much faster
 # on CPU than reductions over a trailing dimension of 3); centres and radii are 3-tuples of floats.
