@@ -54,7 +54,7 @@ def test_head_ft_tiny_with_ada_from_init(world, face_run, tmp_path):
     run(['--config', 'head_ft_tiny', '--data', world['heads'], '--init', init, '--outdir', out, '--kimg', '0.016']
         + small_args(['augment.p=0.5', 'loss.r1_interval=2']))
     snap = load_snapshot(latest_snapshot(out))
-    assert snap['ada_p'] is not None and snap['ada_p'] != 0.5              # the controller moved p
+    assert snap['ada']['p'] != 0.5             # the controller moved p
     lines = [json.loads(l) for l in open(os.path.join(out, 'stats.jsonl'))]
     assert any('Loss/r1_penalty' in l for l in lines)
     # initialised from the face run: 4 Adam steps of lr 0.0025 move a weight by ~0.01, a fresh init by ~1

@@ -9,6 +9,8 @@ file. Networks are rebuilt from training.networks.REGISTRY by class name."""
 
 import os
 import tempfile
+import zipfile
+
 import torch
 
 FORMAT = 'head3d-snapshot'
@@ -51,7 +53,14 @@ def save_snapshot(path, nets, **plain):
         raise
 
 #----------------------------------------------------------------------------
-# Build one network from its record and load its state strictly; errors name the net and the keys.
+# Build one network from its record and load its state strictly; errors name the net and the keys (and the
+# file, `where`, when given).
+
+def build_net(name, record, device, where=None):
+    try:
+        return _build_net(name, record, device)
+    except SnapshotError as e:
+        raise SnapshotError(f'{where}: {e}' if where else str(e)) from e
 
 def _build_net(name, record, device):
     from training.networks import REGISTRY  # late import: the networks import rendering and ops
@@ -77,18 +86,36 @@ def _build_net(name, record, device):
     return net.to(device)
 
 #----------------------------------------------------------------------------
+# Why a file did not load. A plain pickle (what EG3D's training writes, `network-snapshot-*.pkl`) is named as such,
+# with the way to convert it; torch's own advice to load with weights_only=False (which would run code from the
+# file) is cut from the message.
+
+PICKLE_PROTOCOL_MARK = b'\x80'
+
+def _unreadable(path, err):
+    with open(path, 'rb') as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] == PICKLE_PROTOCOL_MARK:
+        return (f'{path}: a plain pickle, not a Head3D snapshot; if it is an EG3D network pickle, convert it with '
+                f'scripts/import_eg3d.py (python scripts/import_eg3d.py --src {path} --dst converted.pt)')
+    reason = str(err).split('\n')[0]
+    if 'weights_only' in reason.lower():
+        reason = 'it holds objects other than tensors and plain data'
+    return f'{path}: not a readable Head3D snapshot (corrupt, truncated, or not tensors and plain data only): {reason}'
+
+#----------------------------------------------------------------------------
 # Load a snapshot. Returns dict(nets={name: module}, **plain); with build=False the net records
 # ({'class', 'kwargs', 'state'}) are returned unbuilt. Modules come back as freshly constructed (train
 # mode, parameters requiring grad); callers set eval()/requires_grad_ as their role needs.
 
-def load_snapshot(path, device='cpu', build=True):
+def load_snapshot(path, device='cpu', build=True, mmap=False):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SnapshotError(f'snapshot not found: {path}')
     try:
-        data = torch.load(path, map_location=device, weights_only=True)
+        data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as e:
-        raise SnapshotError(f'{path}: not a readable Head3D snapshot (corrupt, or not tensors and plain data only): {e}') from e
+        raise SnapshotError(_unreadable(path, e)) from e
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise SnapshotError(f'{path}: not a Head3D snapshot (no format={FORMAT!r} marker)')
     if data.get('version') != VERSION:
@@ -100,12 +127,6 @@ def load_snapshot(path, device='cpu', build=True):
     plain = {k: v for k, v in data.items() if k not in ('format', 'version', 'nets')}
     if not build:
         return dict(nets=nets, **plain)
-    built = {}
-    for name, record in nets.items():
-        try:
-            built[name] = _build_net(name, record, device)
-        except SnapshotError as e:
-            raise SnapshotError(f'{path}: {e}') from e
-    return dict(nets=built, **plain)
+    return dict(nets={name: build_net(name, record, device, where=path) for name, record in nets.items()}, **plain)
 
 #----------------------------------------------------------------------------
