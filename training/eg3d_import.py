@@ -268,6 +268,12 @@ def load_state(net, src):
     return report
 
 #----------------------------------------------------------------------------
+# EG3D's training loop registers this buffer on G (and so on G_ema): the per-dimension std of the training set's
+# camera labels, kept for its metrics, not a weight of the network. The import records its values in the report.
+
+LABEL_STD_BUFFER = 'dataset_label_std'
+
+#----------------------------------------------------------------------------
 # Convert an EG3D network pickle. Returns (nets {G, D, G_ema present in the pickle}, report,
 # training_set_kwargs as plain data or None). strict: fail unless every tensor maps both ways.
 
@@ -289,8 +295,12 @@ def import_eg3d(path_or_file, strict=True):
         cls, to_kwargs = builders[record['class_name']]
         kwargs, unused = to_kwargs(record)
         net = cls(**kwargs).eval().requires_grad_(False)
-        rep = load_state(net, flatten_module_state(record))
+        state = flatten_module_state(record)
+        label_std = state.pop(LABEL_STD_BUFFER, None)
+        rep = load_state(net, state)
         rep.update(eg3d_class=record['class_name'], unused_kwargs=unused)
+        if label_std is not None:       # recorded, not a weight: EG3D's loop registers it on every G it saves
+            rep[LABEL_STD_BUFFER] = [float(v) for v in label_std.flatten()]
         if strict and (rep['unmapped_src'] or rep['missing_dst'] or rep['shape_mismatch']):
             raise EG3DImportError(f'{name}: weights do not map onto {cls.__name__}: ' + '; '.join(
                 f'{k}: {", ".join(rep[k])}' for k in ('unmapped_src', 'missing_dst', 'shape_mismatch') if rep[k]))

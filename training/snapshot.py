@@ -86,18 +86,18 @@ def _build_net(name, record, device):
     return net.to(device)
 
 #----------------------------------------------------------------------------
-# Why a file did not load. A plain pickle (what EG3D's training writes, `network-snapshot-*.pkl`) is named as such,
-# with the way to convert it; torch's own advice to load with weights_only=False (which would run code from the
-# file) is cut from the message.
+# A plain pickle (what EG3D's training writes, `network-snapshot-*.pkl`) rather than torch.save's zip: it is named
+# as such, with the way to convert it, and never handed to an unpickler. Other load errors drop torch's advice to
+# load with weights_only=False (which would run code from the file).
 
 PICKLE_PROTOCOL_MARK = b'\x80'
 
-def _unreadable(path, err):
+def _is_plain_pickle(path):
     with open(path, 'rb') as f:
-        head = f.read(2)
-    if not zipfile.is_zipfile(path) and head[:1] == PICKLE_PROTOCOL_MARK:
-        return (f'{path}: a plain pickle, not a Head3D snapshot; if it is an EG3D network pickle, convert it with '
-                f'scripts/import_eg3d.py (python scripts/import_eg3d.py --src {path} --dst converted.pt)')
+        head = f.read(1)
+    return head == PICKLE_PROTOCOL_MARK and not zipfile.is_zipfile(path)
+
+def _unreadable(path, err):
     reason = str(err).split('\n')[0]
     if 'weights_only' in reason.lower():
         reason = 'it holds objects other than tensors and plain data'
@@ -112,6 +112,9 @@ def load_snapshot(path, device='cpu', build=True, mmap=False):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SnapshotError(f'snapshot not found: {path}')
+    if _is_plain_pickle(path):
+        raise SnapshotError(f'{path}: a plain pickle, not a Head3D snapshot; if it is an EG3D network pickle, convert '
+                            f'it with scripts/import_eg3d.py (python scripts/import_eg3d.py --src {path} --dst converted.pt)')
     try:
         data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as e:
