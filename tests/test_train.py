@@ -76,3 +76,38 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(world, face_run, tmp_path
         snap = load_snapshot(snap_path)
         for name, net in snap['nets'].items():
             assert all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()), name
+
+#----------------------------------------------------------------------------
+# Clear one-line errors for snapshots that do not fit their role (no traceback, no wall of keys).
+
+def _fails(args, *needles):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and 'Traceback' not in res.output, res.output
+    error = [l for l in res.output.splitlines() if l.startswith('Error:')]
+    assert error and len(error[0]) < 600, res.output[-2000:]
+    for needle in needles:
+        assert needle in error[0], error[0]
+    return error[0]
+
+def test_snapshots_in_the_wrong_role_are_clear_errors(world, face_run, tmp_path):
+    from training.snapshot import save_snapshot
+    trained = latest_snapshot(face_run)
+    nets = load_snapshot(trained)['nets']
+    d_only, nets_only = str(tmp_path / 'd_only.pt'), str(tmp_path / 'nets_only.pt')
+    save_snapshot(d_only, dict(D=nets['D']))
+    save_snapshot(nets_only, nets)
+    base = ['--config', 'face_tiny', '--data', world['faces'], '--kimg', '0.004'] + small_args()
+    _fails(base + ['--outdir', str(tmp_path / 'a'), '--teacher', d_only], d_only, 'generator')
+    _fails(base + ['--outdir', str(tmp_path / 'b'), '--resume', nets_only], nets_only, 'not a training snapshot', '--init')
+    # --init from nets of another architecture: the file, the net and the first tensor that differs
+    err = _fails(base + ['--outdir', str(tmp_path / 'c'), '--init', trained, '--set', 'nets.G.kwargs.channel_max=8'],
+                 trained, "network 'G'", 'tensor')
+    assert err.count('backbone.') == 1
+    # a corrupt snapshot in calc_metrics.py
+    from scripts.calc_metrics import main as calc_main
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(open(trained, 'rb').read()[:5000])
+    res = CliRunner().invoke(calc_main, ['--network', str(corrupt), '--metrics', 'fd_pixels', '--data', world['faces'],
+                                         '--num', '4', '--device', 'cpu'])
+    assert res.exit_code != 0 and 'Traceback' not in res.output and str(corrupt) in res.output, res.output
+    assert 'weights_only=False' not in res.output

@@ -201,15 +201,18 @@ class TrainingState:
     # Restore from a snapshot loaded with build=False (`where` names it in errors). The data iterators continue at
     # `step * batch` items; the RNG states are applied by apply_rng() once the nets are built and broadcast.
     def restore(self, snap, where):
+        entries = self._entries()
+        missing = [name for name in entries if name not in snap and name != 'loss_state']
+        if missing:
+            raise SnapshotError(f'{where}: not a training snapshot of this config (it lacks {", ".join(missing)}); '
+                                'a networks-only snapshot starts a run with --init (or --teacher), not --resume')
         for name, module in self.nets.items():
             if name not in snap['nets']:
                 raise SnapshotError(f'{where}: has no network {name!r} (it has {", ".join(snap["nets"])})')
             load_net_state(module, snap['nets'][name], name, where)
-        for name, (_, put) in self._entries().items():
+        for name, (_, put) in entries.items():
             if name in snap:
                 put(snap[name])
-            elif name in ('cur_nimg', 'step', 'optim'):
-                raise SnapshotError(f'{where}: not a training snapshot (no {name!r}); use it with --init or --teacher')
 
     # This rank's RNG state from the restored snapshot when the world size matches, else `fallback_seed`.
     def apply_rng(self, rank, world, fallback_seed):
