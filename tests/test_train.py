@@ -111,3 +111,20 @@ def test_snapshots_in_the_wrong_role_are_clear_errors(world, face_run, tmp_path)
                                          '--num', '4', '--device', 'cpu'])
     assert res.exit_code != 0 and 'Traceback' not in res.output and str(corrupt) in res.output, res.output
     assert 'weights_only=False' not in res.output
+
+def test_teacher_file_is_read_once_and_only_its_g_ema_built(face_run, monkeypatch):
+    from training import training_loop
+    loads, builds = [], []
+    real_load, real_build = training_loop.load_snapshot, training_loop.build_net
+    monkeypatch.setattr(training_loop, 'load_snapshot', lambda *a, **k: loads.append((a, k)) or real_load(*a, **k))
+    monkeypatch.setattr(training_loop, 'build_net', lambda name, *a, **k: builds.append(name) or real_build(name, *a, **k))
+    path = latest_snapshot(face_run)
+    frozen, info, records = training_loop.load_teacher(path, torch.device('cpu'))
+    assert len(loads) == 1 and loads[0][1]['build'] is False and builds == ['G_ema']
+    assert set(frozen) == {'teacher'} and not any(p.requires_grad for p in frozen['teacher'].parameters())
+    assert info['path'] == os.path.abspath(path) and len(info['sha256']) == 64
+    # `init: {D: teacher:D}` takes the teacher's D from the records already read: no second read of the file
+    D = load_snapshot(path)['nets']['D']
+    torch.nn.init.zeros_(next(D.parameters()))
+    training_loop.init_from_snapshots({'D': D}, {'D': 'teacher:D'}, None, path, records)
+    assert len(loads) == 1 and next(D.parameters()).abs().sum() > 0
