@@ -22,6 +22,14 @@ class SnapshotError(RuntimeError):
     """A snapshot that cannot be read or does not match the networks it names."""
 
 #----------------------------------------------------------------------------
+# The permissions of a newly created file under the process umask (0644 under the usual umask 022).
+
+def _new_file_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+#----------------------------------------------------------------------------
 # Save networks (by class name, init kwargs and state dict) plus plain extras to `path`, atomically:
 # a temporary file in the same directory is written, flushed to disk and renamed over `path`.
 
@@ -43,6 +51,7 @@ def save_snapshot(path, nets, **plain):
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
+            os.fchmod(f.fileno(), _new_file_mode())     # mkstemp's 0600 -> what open() would give the user
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
