@@ -477,12 +477,13 @@ def training_loop(
                 state.tick += 1
                 tick_start_nimg, tick_start_time = state.cur_nimg, time.time()
 
-            # Snapshot every snap_kimg, at the end and at a stop; then the grids and the hooks (metrics) on rank 0.
+            # Snapshot every snap_kimg, at the end and at a stop; then the grids and the hooks (metrics) on rank 0,
+            # except at a stop (a scheduler's grace period is short).
             if done or state.cur_nimg // snap_nimg > (state.cur_nimg - batch) // snap_nimg:
                 path = state.save(run_dir, snapshot_keep, rank, config=run_config, teacher=teacher_info)
                 if log is not None:
                     log.grids(modules['G_ema'], grid_z, grid_c, state.cur_nimg, cols=grid_size[0])
-                    for hook in snapshot_hooks:
+                    for hook in snapshot_hooks if not signum else ():
                         hook(path, state.cur_nimg, log.writer)
 
     if log is not None:
