@@ -151,9 +151,9 @@ def truncate_jsonl(path, max_nimg, nimg_of):
         try:
             nimg = nimg_of(json.loads(line))
         except (ValueError, KeyError, TypeError):
-            nimg = None                 # a torn last line from a kill -9 is dropped below as well
             if not line.endswith('\n'):
-                continue
+                continue                # the torn last line of a write cut by kill -9
+            nimg = None                 # a line this reader does not understand is kept
         if nimg is None or nimg <= max_nimg:
             keep.append(line)
     if len(keep) == len(lines):
