@@ -13,6 +13,8 @@ import zipfile
 
 import torch
 
+from training.networks import REGISTRY
+
 FORMAT = 'head3d-snapshot'
 VERSION = 1
 
@@ -72,7 +74,6 @@ def build_net(name, record, device, where=None):
         raise SnapshotError(f'{where}: {e}' if where else str(e)) from e
 
 def _build_net(name, record, device):
-    from training.networks import REGISTRY  # late import: the networks import rendering and ops
     if not isinstance(record, dict) or not {'class', 'kwargs', 'state'} <= record.keys():
         raise SnapshotError(f'network {name!r}: record must hold class, kwargs and state')
     cls = REGISTRY.get(record['class'])
