@@ -1,14 +1,12 @@
 """train.py with a test-only hook: each rank writes rank<R>.sha256 (a hash of all its nets) into the run dir when
-training returns, so that a test can check that the ranks finished with identical weights. Run with torchrun."""
+training returns, so that a test can check that the ranks finished with identical weights. Run with torchrun and
+the repository on PYTHONPATH (tests/test_distributed.py does)."""
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import train  # noqa: E402
-from torch_utils import distributed as dist  # noqa: E402
-from training import checkpoint, training_loop  # noqa: E402
+import train
+from torch_utils import distributed as dist
+from training import checkpoint, training_loop
 
 def hashing_loop(run_dir, **kwargs):
     modules = loop(run_dir=run_dir, **kwargs)
