@@ -16,10 +16,11 @@ import re
 
 import torch
 
-from metrics import metric_main
+from metrics import metric_main, splits
 from metrics.detectors import load_detector
 from metrics.identity import load_face_model
 from training import generate
+from training.dataset import ImageLabelDataset
 
 SPLIT_NAMES = {'full': 'all', 'all': 'all', 'front': 'front', 'back': 'back'}
 SIZED = re.compile(r'^(?P<metric>fid|kid|fd_[a-z]+|kd_[a-z]+)(?P<num>\d+k?)?(?:_(?P<split>full|all|front|back))?$')
@@ -72,6 +73,11 @@ def snapshot_hook(names, cfg, run_dir, cache_dir=None, device=None):
             raise ValueError(f'--metrics {spec.name}: the config has no data set to compare with')
         if spec.kind in ('id', 'id_proxy') and teacher_path is None:
             raise ValueError(f'--metrics {spec.name}: needs --teacher (the face generator)')
+    if data is not None:                # a split without real views fails now, not at the first snapshot
+        labels = ImageLabelDataset(data).labels
+        for s in specs:
+            if metric_main.METRICS[s['metric']].per_split:
+                splits.split_indices(labels, s['split'], what=f'data set {data} (for --metrics {s["name"]})')
     teacher = {}
 
     def hook(snapshot_path, cur_nimg, writer=None):

@@ -28,20 +28,21 @@ def faces(tmp_path_factory):
 
 def test_metrics_run_at_each_snapshot(faces, tmp_path):
     out = str(tmp_path / 'run')
-    args = ['--config', 'face_tiny', '--data', faces, '--outdir', out, '--metrics', 'fd_pixels8_full,kd_pixels8_full',
-            '--metrics-cache', str(tmp_path / 'cache')] + small_args(['snap_kimg=0.008'])
-    res = CliRunner().invoke(main, args + ['--kimg', '0.016'], catch_exceptions=False)
+    args = ['--config', 'face_tiny', '--data', faces, '--outdir', out, '--metrics', 'fd_pixels4_full,kd_pixels4_front',
+            '--metrics-cache', str(tmp_path / 'cache')] + small_args(['snap_kimg=0.004'])
+    res = CliRunner().invoke(main, args + ['--kimg', '0.008'], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    rows = [json.loads(l) for l in open(os.path.join(out, 'metric-fd_pixels8_full.jsonl'))]
-    assert [r['cur_nimg'] for r in rows] == [8, 16] and all(r['metric'] == 'fd_pixels' and r['num'] == 8 for r in rows)
-    assert rows[1]['snapshot'].endswith('snapshot-0000000016.pt') and rows[0]['value'] > 0
-    assert os.path.isfile(os.path.join(out, 'metric-kd_pixels8_full.jsonl'))
-    assert 'Metric fd_pixels8_full at kimg 0.016' in res.output
+    rows = [json.loads(l) for l in open(os.path.join(out, 'metric-fd_pixels4_full.jsonl'))]
+    assert [r['cur_nimg'] for r in rows] == [4, 8] and all(r['metric'] == 'fd_pixels' and r['num'] == 4 for r in rows)
+    assert rows[1]['snapshot'].endswith('snapshot-0000000008.pt') and rows[0]['value'] > 0
+    kd = [json.loads(l) for l in open(os.path.join(out, 'metric-kd_pixels4_front.jsonl'))]
+    assert [(r['metric'], r['split']) for r in kd] == [('kd_pixels', 'front')] * 2
+    assert 'Metric fd_pixels4_full at kimg 0.008' in res.output
     # a row past the newest snapshot (a killed run measured a snapshot that a later crash lost) goes at the rerun
-    with open(os.path.join(out, 'metric-fd_pixels8_full.jsonl'), 'a') as f:
-        f.write(json.dumps(dict(rows[1], cur_nimg=24)) + '\n')
-    assert CliRunner().invoke(main, args + ['--kimg', '0.016']).exit_code == 0
-    assert [json.loads(l)['cur_nimg'] for l in open(os.path.join(out, 'metric-fd_pixels8_full.jsonl'))] == [8, 16]
+    with open(os.path.join(out, 'metric-fd_pixels4_full.jsonl'), 'a') as f:
+        f.write(json.dumps(dict(rows[1], cur_nimg=12)) + '\n')
+    assert CliRunner().invoke(main, args + ['--kimg', '0.008']).exit_code == 0
+    assert [json.loads(l)['cur_nimg'] for l in open(os.path.join(out, 'metric-fd_pixels4_full.jsonl'))] == [4, 8]
 
 def test_missing_detector_fails_before_training(faces, tmp_path):
     out = tmp_path / 'run'
@@ -50,3 +51,6 @@ def test_missing_detector_fails_before_training(faces, tmp_path):
                              + small_args())
     assert res.exit_code != 0 and 'Inception detector not found' in res.output and 'Traceback' not in res.output
     assert not out.exists()                                  # nothing trained, nothing written
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--data', faces, '--outdir', str(out), '--kimg', '0.004',
+                                    '--metrics', 'fd_pixels4_back'] + small_args())
+    assert res.exit_code != 0 and "no views in split 'back'" in res.output and not out.exists()
