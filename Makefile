@@ -6,11 +6,12 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: venv test test-fast demo bench gpu-check clean-venv
 
-# Create the virtual environment and install the pins once (re-run when requirements.txt changes).
-$(STAMP): requirements.txt
+# Create the virtual environment and install the pins once (re-run when the requirements change): the runtime
+# pins plus the test-only ones (requirements-dev.txt), so that both README commands work after it.
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -5,22 +5,30 @@
 
 --outdir is the run dir itself: rerunning the same command resumes from its latest snapshot (only --kimg may
 change). --set KEY.SUB=VALUE overrides any config value (VALUE is YAML); --dry-run prints the resolved config.
+Ctrl-C or SIGTERM stops at the current step with a snapshot; --metrics fid50k_full,... runs metrics at each snapshot.
 """
 
 import os
+import signal
 import sys
 
 import click
 
-from dnnlib.util import check_output_path
-from training.config import ConfigError, diff_configs, dump_yaml, load_config, read_saved_config, save_config
+from dnnlib.util import Logger, check_output_path
+from metrics import during_training
+from metrics.detectors import DetectorError
+from torch_utils import distributed as dist
+from training import training_loop
+from training.checkpoint import latest_snapshot_config
+from training.config import ConfigError, diff_configs, dump_yaml, load_config, read_preset, save_config
+from training.dataset import DatasetError
 from training.resolution import resolve_resolution
+from training.snapshot import SnapshotError
 
 #----------------------------------------------------------------------------
 # CLI values -> dotted config keys (None = not given); a data flag must name a set the preset has.
 
 def cli_values(cfg_name, data, faces, heads, **scalars):
-    from training.config import read_preset
     sets = (read_preset(cfg_name).get('data') or {}).keys()
     values = {}
     for flag, set_name, path in (('--data', 'main', data), ('--faces', 'faces', faces), ('--heads', 'heads', heads)):
@@ -55,11 +63,13 @@ def cli_values(cfg_name, data, faces, heads, **scalars):
 @click.option('--batch',        help='Global batch size', type=click.IntRange(min=1), default=None)
 @click.option('--batch-gpu',    help='Batch per rank and round', type=click.IntRange(min=1), default=None)
 @click.option('--seed',         help='Random seed', type=click.IntRange(min=0), default=None)
-# I/O.
+# Metrics and I/O.
+@click.option('--metrics',      help='Metrics at each snapshot, e.g. fid50k_full,kid50k_full,fid50k_back,fd_randconv', metavar='LIST', default=None)
+@click.option('--metrics-cache', help='Cache folder of detector files and real statistics [default: ~/.cache/head3d/metrics]', metavar='DIR', default=None)
 @click.option('--dry-run',      help='Print the resolved config and exit', is_flag=True)
-def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides, kimg, batch, batch_gpu, seed, dry_run):
+def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides, kimg, batch, batch_gpu, seed, metrics,
+         metrics_cache, dry_run):
     """Train a Head3D stage (see configs/ for the presets)."""
-    from torch_utils import distributed as dist
     try:
         values = cli_values(cfg_name, data, faces, heads, init_path=init, teacher_path=teacher, resume=resume,
                             kimg=kimg, batch=batch, batch_gpu=batch_gpu, seed=seed)
@@ -74,35 +84,51 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
         raise click.ClickException('--outdir is required (the run dir; rerunning the same command resumes it)')
     check_output_path(outdir, '--outdir')
 
+    hooks = metric_hooks(metrics, cfg, os.path.abspath(outdir), metrics_cache)    # missing detector: fail now
     dist.init()
     run_dir = os.path.abspath(outdir)
     if dist.get_rank() == 0:
         os.makedirs(run_dir, exist_ok=True)
-        from training.checkpoint import latest_snapshot
-        old = read_saved_config(run_dir) if latest_snapshot(run_dir) is not None else None   # no snapshot yet:
-        if old is not None:                                                                  # a fresh start
-            diffs = diff_configs(old, cfg)
-            if diffs:
-                raise click.ClickException(f'{run_dir} holds a run with another config; only kimg may change on resume. '
-                                           'Differences:\n  ' + '\n  '.join(diffs))
+        check_rerun_config(run_dir, cfg)
         save_config(cfg, run_dir)
     dist.barrier()
 
-    from dnnlib.util import Logger
-    from training.dataset import DatasetError
-    from training.snapshot import SnapshotError
-    from training.training_loop import training_loop
     logger = Logger(os.path.join(run_dir, 'log.txt')) if dist.get_rank() == 0 else None
     try:
         dist.print0(f'Run dir: {run_dir}\n{resolution_note}\n' + dump_yaml(cfg))
-        training_loop(run_dir=run_dir, **cfg)
+        training_loop.training_loop(run_dir=run_dir, snapshot_hooks=hooks, **cfg)
         dist.barrier()      # leave together: no rank tears its process group down while another still writes or sends
-    except (DatasetError, SnapshotError, ValueError, RuntimeError) as e:
+    except training_loop.TrainingStopped as e:
+        dist.print0(f'Stopped by {signal.Signals(e.signum).name} at kimg {e.cur_nimg / 1000:.3f}; snapshot {e.snapshot_path}.\n'
+                    f'To resume, rerun the same command (same --outdir).', flush=True)
+        sys.exit(128 + e.signum)
+    except (DatasetError, SnapshotError, DetectorError, ValueError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
     finally:
         if logger is not None:
             logger.close()
         dist.shutdown()
+
+#----------------------------------------------------------------------------
+# A rerun must have the config of the run dir's snapshot (only kimg may change). Compared with the copy inside the
+# newest snapshot, so a run dir whose config.json/config.yaml was deleted or edited is checked all the same.
+
+def check_rerun_config(run_dir, cfg):
+    path, old = latest_snapshot_config(run_dir)
+    diffs = diff_configs(old, cfg) if old is not None else []
+    if diffs:
+        raise click.ClickException(f'{run_dir} holds a run with another config ({os.path.basename(path)}); only kimg may '
+                                   'change on resume. Differences:\n  ' + '\n  '.join(diffs))
+
+# The snapshot hooks of --metrics (metrics/during_training.py), built and checked before any training.
+def metric_hooks(metrics, cfg, run_dir, cache_dir):
+    if not metrics:
+        return ()
+    try:
+        hook = during_training.snapshot_hook(metrics, cfg, run_dir, cache_dir=cache_dir)
+    except (DetectorError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    return (hook,) if hook is not None else ()
 
 #----------------------------------------------------------------------------
 

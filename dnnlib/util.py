@@ -25,6 +25,15 @@ class EasyDict(dict):
     def __delattr__(self, name):
         del self[name]
 
+# A copy with every dict (EasyDict included) as a plain dict and every tuple as a list: what JSON, YAML and
+# snapshots store, and what two configs are compared as.
+def to_plain(obj):
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
 #----------------------------------------------------------------------------
 # Resolve a dotted name such as 'training.losses.eg3d.EG3DLoss' to the object it names.
 # Only importable project or library objects can be named; nothing is evaluated.

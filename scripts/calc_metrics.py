@@ -33,6 +33,7 @@ from dnnlib.util import check_output_path  # noqa: E402
 from metrics import metric_main  # noqa: E402
 from metrics.detectors import DetectorError  # noqa: E402
 from training import checkpoint, generate  # noqa: E402
+from training.snapshot import SnapshotError  # noqa: E402
 
 #----------------------------------------------------------------------------
 # Append result dicts as JSON lines to `path` (folders created as needed).
@@ -139,7 +140,7 @@ def main(network, metrics, data, split, num, max_real, detector, teacher, face_m
                      batch=batch, workers=workers, seed=seed, truncation_psi=trunc, back_conditioning=back_cond,
                      id_num=num_id, id_crop=id_crop, c3d_identities=c3d_ids, c3d_views=c3d_views, c3d_resolution=c3d_res,
                      c3d_grid=c3d_grid, c3d_iters=c3d_iters, c3d_batch_rays=c3d_rays, c3d_samples=c3d_samples)
-    except (DetectorError, ValueError, FileNotFoundError) as err:
+    except (DetectorError, SnapshotError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
 
 #----------------------------------------------------------------------------

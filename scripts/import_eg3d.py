@@ -33,6 +33,9 @@ def main(src, dst, strict):
         for key in ('unmapped_src', 'missing_dst', 'shape_mismatch', 'ignored_constants', 'unused_kwargs'):
             if rep[key]:
                 click.echo(f'  {key}: {json.dumps(rep[key])}')
+        if 'dataset_label_std' in rep:
+            click.echo(f'  dataset_label_std: recorded in the snapshot\'s import_report ({len(rep["dataset_label_std"])} values; '
+                       'not a weight)')
     click.echo(f'Wrote {dst}')
 
 #----------------------------------------------------------------------------

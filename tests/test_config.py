@@ -71,15 +71,23 @@ def test_cli_errors_are_clear(tmp_path):
     res = CliRunner().invoke(main, ['--config', 'face_tiny', '--dry-run', '--faces', str(tmp_path)])
     assert res.exit_code != 0 and 'data.faces' in res.output
 
-def test_resume_refuses_changed_config(tmp_path):
+@pytest.mark.parametrize('config_files', ['kept', 'deleted'])
+def test_resume_refuses_changed_config(tmp_path, config_files):
+    # the rerun is checked against the config stored in the snapshot, so deleting config.json/yaml changes nothing
     out = tmp_path / 'run'
     os.makedirs(out)
+    from dnnlib.util import to_plain
     from training.config import save_config
+    from training.snapshot import save_snapshot
     cfg = load_config('face_tiny')
     save_config(cfg, str(out))
-    (out / 'snapshot-0000000004.pt').write_bytes(b'')     # the run has started (only the name is looked at)
-    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--set', 'loss.r1_gamma=3'])
-    assert res.exit_code != 0 and f'loss.r1_gamma: {cfg.loss.r1_gamma} -> 3' in res.output
+    save_snapshot(out / 'snapshot-0000000004.pt', {}, cur_nimg=4, config=to_plain(cfg))
+    if config_files == 'deleted':
+        os.remove(out / 'config.json')
+        os.remove(out / 'config.yaml')
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--set', 'optim.G.lr=0.1'])
+    assert res.exit_code != 0 and f'optim.G.lr: {cfg.optim.G.lr} -> 0.1' in res.output, res.output
+    assert not (out / 'config.json').exists() or 'lr: 0.1' not in (out / 'config.yaml').read_text()   # left as it was
 
 def test_failed_start_does_not_lock_the_run_dir(tmp_path):
     # a run that stopped before its first snapshot (here: a wrong data path; then a dataset whose second image is

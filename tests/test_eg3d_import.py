@@ -87,14 +87,19 @@ def _node(module, env, module_src='# EG3D source\n', init_kwargs=None, extra=Non
     meta = dict(type='class', version=6, module_src=module_src, class_name=class_name or type(module).__name__, state=state)
     return _Persistent(persistence._reconstruct_persistent_obj, meta)
 
+# EG3D's training loop adds a buffer to G (G_ema is its deepcopy) before saving: the std of the dataset's labels.
+LABEL_STD = torch.linspace(0.1, 2.5, 25)
+
 def write_eg3d_pickle(path, G, D, env, module_src='# EG3D source\n'):
     g_extra = dict(neural_rendering_resolution=32, rendering_kwargs=G_EG3D_KWARGS['rendering_kwargs'])
     g_node = _node(G, env, module_src, G_EG3D_KWARGS, g_extra)
+    g_node.meta['state']['_buffers']['dataset_label_std'] = LABEL_STD.clone()
     # EG3D's 2X SR and its D keep an unused [1,3,3,1] filter buffer at top level.
     g_node.meta['state']['_modules']['superresolution'].meta['state']['_buffers']['resample_filter'] = G.superresolution.block0.resample_filter.clone()
     d_node = _node(D, env, module_src, D_EG3D_KWARGS)
     d_node.meta['state']['_buffers']['resample_filter'] = D.b4.conv.resample_filter.clone()
     ema_node = _node(G, env, module_src, G_EG3D_KWARGS, g_extra)
+    ema_node.meta['state']['_buffers']['dataset_label_std'] = LABEL_STD.clone()
     with open(path, 'wb') as f:
         pickle.dump(dict(G=g_node, D=d_node, G_ema=ema_node, augment_pipe=None,
                          training_set_kwargs={'path': 'ffhq.zip', 'resolution': 128}), f, protocol=4)
@@ -116,6 +121,9 @@ def test_import_is_exact(tmp_path, eg3d_env):
         assert dst.keys() == src.state_dict().keys()
         for k, v in src.state_dict().items():
             assert torch.equal(dst[k], v), k
+    for name in ('G', 'G_ema'):         # recorded, not mapped, and strict mode accepts it
+        assert report[name]['dataset_label_std'] == pytest.approx(LABEL_STD.tolist())
+    assert 'dataset_label_std' not in report['D']
     assert 'superresolution.resample_filter' in report['G']['ignored_constants']
     assert 'resample_filter' in report['D']['ignored_constants']
     G2 = nets['G']
@@ -163,3 +171,26 @@ def test_cli_writes_a_loadable_snapshot(tmp_path, eg3d_env):
     assert set(snap['nets']) == {'G', 'D', 'G_ema'} and snap['import_report']['G']['mapped'] > 0
 
 #----------------------------------------------------------------------------
+
+def test_a_real_extra_weight_still_fails_strict_mode(tmp_path, eg3d_env):
+    torch.manual_seed(0)
+    G = our_g()
+    G.register_buffer('extra_weight', torch.ones(3))        # not EG3D's label std: strict mode must refuse it
+    write_eg3d_pickle(tmp_path / 'net.pkl', G, DualDiscriminator(**PRESETS['tiny']['D']), eg3d_env)
+    with pytest.raises(EG3DImportError, match='unmapped_src: extra_weight'):
+        import_eg3d(tmp_path / 'net.pkl')
+
+def test_an_eg3d_pickle_given_as_a_snapshot_says_how_to_convert(tmp_path, eg3d_env):
+    from click.testing import CliRunner
+    from tests._world import small_args, write_set
+    from train import main
+    from training.snapshot import SnapshotError
+    torch.manual_seed(0)
+    write_eg3d_pickle(tmp_path / 'net.pkl', our_g(), DualDiscriminator(**PRESETS['tiny']['D']), eg3d_env)
+    with pytest.raises(SnapshotError, match='convert it with scripts/import_eg3d.py') as err:
+        load_snapshot(tmp_path / 'net.pkl')
+    assert 'weights_only' not in str(err.value)
+    faces = write_set(str(tmp_path / 'faces.zip'), num=4, resolution=32)
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--data', faces, '--init', str(tmp_path / 'net.pkl'),
+                                    '--outdir', str(tmp_path / 'run')] + small_args())
+    assert res.exit_code != 0 and 'scripts/import_eg3d.py' in res.output and 'Traceback' not in res.output

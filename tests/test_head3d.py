@@ -304,7 +304,7 @@ def stage(tmp_path_factory):
     from tests._world import write_set
     from training.config import load_config
     from training.snapshot import save_snapshot
-    from training.training_loop import net_kwargs
+    from training.networks import net_kwargs
     from training.networks import DualDiscriminator, TriPlaneGenerator
     root = tmp_path_factory.mktemp('head3d')
     faces = write_set(str(root / 'faces.zip'), resolution=32)

@@ -3,6 +3,7 @@
 import os
 import pickle
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -108,3 +109,14 @@ def test_rng_state_round_trip(tmp_path, device):
     _rng_draws()                                  # move the generators on
     checkpoint.set_rng_state(loaded)
     assert _rng_draws() == expected
+
+def test_snapshot_gets_the_users_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_snapshot(tmp_path / 'a.pt', {}, cur_nimg=1)
+        os.umask(0o077)
+        save_snapshot(tmp_path / 'b.pt', {}, cur_nimg=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / 'a.pt').st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / 'b.pt').st_mode) == 0o600

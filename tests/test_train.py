@@ -54,7 +54,7 @@ def test_head_ft_tiny_with_ada_from_init(world, face_run, tmp_path):
     run(['--config', 'head_ft_tiny', '--data', world['heads'], '--init', init, '--outdir', out, '--kimg', '0.016']
         + small_args(['augment.p=0.5', 'loss.r1_interval=2']))
     snap = load_snapshot(latest_snapshot(out))
-    assert snap['ada_p'] is not None and snap['ada_p'] != 0.5              # the controller moved p
+    assert snap['ada']['p'] != 0.5             # the controller moved p
     lines = [json.loads(l) for l in open(os.path.join(out, 'stats.jsonl'))]
     assert any('Loss/r1_penalty' in l for l in lines)
     # initialised from the face run: 4 Adam steps of lr 0.0025 move a weight by ~0.01, a fresh init by ~1
@@ -76,3 +76,55 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(world, face_run, tmp_path
         snap = load_snapshot(snap_path)
         for name, net in snap['nets'].items():
             assert all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()), name
+
+#----------------------------------------------------------------------------
+# Clear one-line errors for snapshots that do not fit their role (no traceback, no wall of keys).
+
+def _fails(args, *needles):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and 'Traceback' not in res.output, res.output
+    error = [l for l in res.output.splitlines() if l.startswith('Error:')]
+    assert error and len(error[0]) < 600, res.output[-2000:]
+    for needle in needles:
+        assert needle in error[0], error[0]
+    return error[0]
+
+def test_snapshots_in_the_wrong_role_are_clear_errors(world, face_run, tmp_path):
+    from training.snapshot import save_snapshot
+    trained = latest_snapshot(face_run)
+    nets = load_snapshot(trained)['nets']
+    d_only, nets_only = str(tmp_path / 'd_only.pt'), str(tmp_path / 'nets_only.pt')
+    save_snapshot(d_only, dict(D=nets['D']))
+    save_snapshot(nets_only, nets)
+    base = ['--config', 'face_tiny', '--data', world['faces'], '--kimg', '0.004'] + small_args()
+    _fails(base + ['--outdir', str(tmp_path / 'a'), '--teacher', d_only], d_only, 'generator')
+    _fails(base + ['--outdir', str(tmp_path / 'b'), '--resume', nets_only], nets_only, 'not a training snapshot', '--init')
+    # --init from nets of another architecture: the file, the net and the first tensor that differs
+    err = _fails(base + ['--outdir', str(tmp_path / 'c'), '--init', trained, '--set', 'nets.G.kwargs.channel_max=8'],
+                 trained, "network 'G'", 'tensor')
+    assert err.count('backbone.') == 1
+    # a corrupt snapshot in calc_metrics.py
+    from scripts.calc_metrics import main as calc_main
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(open(trained, 'rb').read()[:5000])
+    res = CliRunner().invoke(calc_main, ['--network', str(corrupt), '--metrics', 'fd_pixels', '--data', world['faces'],
+                                         '--num', '4', '--device', 'cpu'])
+    assert res.exit_code != 0 and 'Traceback' not in res.output and str(corrupt) in res.output, res.output
+    assert 'weights_only=False' not in res.output
+
+def test_teacher_file_is_read_once_and_only_its_g_ema_built(face_run, monkeypatch):
+    from training import training_loop
+    loads, builds = [], []
+    real_load, real_build = training_loop.load_snapshot, training_loop.build_net
+    monkeypatch.setattr(training_loop, 'load_snapshot', lambda *a, **k: loads.append((a, k)) or real_load(*a, **k))
+    monkeypatch.setattr(training_loop, 'build_net', lambda name, *a, **k: builds.append(name) or real_build(name, *a, **k))
+    path = latest_snapshot(face_run)
+    frozen, info, records = training_loop.load_teacher(path, torch.device('cpu'))
+    assert len(loads) == 1 and loads[0][1]['build'] is False and builds == ['G_ema']
+    assert set(frozen) == {'teacher'} and not any(p.requires_grad for p in frozen['teacher'].parameters())
+    assert info['path'] == os.path.abspath(path) and len(info['sha256']) == 64
+    # `init: {D: teacher:D}` takes the teacher's D from the records already read: no second read of the file
+    D = load_snapshot(path)['nets']['D']
+    torch.nn.init.zeros_(next(D.parameters()))
+    training_loop.init_from_snapshots({'D': D}, {'D': 'teacher:D'}, None, path, records)
+    assert len(loads) == 1 and next(D.parameters()).abs().sum() > 0

@@ -55,24 +55,6 @@ def barrier():
         dist.barrier()
 
 #----------------------------------------------------------------------------
-# Average the gradients of the given parameters across ranks in one flattened all-reduce.
-
-def all_reduce_grads(params):
-    if not is_distributed():
-        return
-    params = [p for p in params if p.grad is not None]
-    if not params:
-        return
-    flat = torch.cat([p.grad.flatten() for p in params])
-    dist.all_reduce(flat)
-    flat /= get_world_size()
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
-        offset += n
-
-#----------------------------------------------------------------------------
 # Make all ranks start from rank 0's parameters and buffers.
 
 @torch.no_grad()

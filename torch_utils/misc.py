@@ -109,13 +109,6 @@ def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Mo
     return missing
 
 #----------------------------------------------------------------------------
-# Toggle requires_grad on all parameters of a module (used to freeze D during G phases and vice versa).
-
-def set_requires_grad(module: torch.nn.Module, flag: bool):
-    for p in module.parameters():
-        p.requires_grad_(flag)
-
-#----------------------------------------------------------------------------
 # Print a table of a module's submodules with parameter counts and output shapes for the given inputs.
 
 def print_module_summary(module: torch.nn.Module, inputs, max_nesting: int = 3, skip_redundant: bool = True):

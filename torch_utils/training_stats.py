@@ -32,13 +32,6 @@ def reset():
     """Drop every value reported and not yet collected (e.g. by a run that stopped mid-tick in this process)."""
     _counters.clear()
 
-
-def report0(name: str, value):
-    """Report only on rank 0 (for values every rank computes identically)."""
-    if distributed.get_rank() == 0:
-        report(name, value)
-    return value
-
 #----------------------------------------------------------------------------
 # Collects what was reported since the last update(), reduced over ranks; names filtered by a regex.
 

@@ -1,11 +1,13 @@
 """Training-state snapshots on top of training/snapshot.py: everything a run needs to continue exactly
-(nets, optimiser states, ADA p, counters, per-rank RNG states, data positions), as tensors and plain data.
+(nets, optimiser states, ADA p and its sign accumulator, counters, per-rank RNG states), as
+tensors and plain data. `TrainingState` is the one place that names those pieces, for saving and for restoring.
 
 Run dir files are `snapshot-NNNNNNNNNN.pt` (NNN = cur_nimg); the latest is found by scanning the dir, so there is no
 pointer file to get out of step; the newest `keep` are kept. Files are written atomically by save_snapshot.
 """
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -14,9 +16,11 @@ import warnings
 import numpy as np
 import torch
 
+from torch_utils import misc
 from training.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 SNAPSHOT_RE = re.compile(r'^snapshot-(\d{10})\.pt$')
+TEMP_RE = re.compile(r'^\.snapshot-\d{10}\.pt\..*\.tmp$')      # save_snapshot's temporary files
 
 #----------------------------------------------------------------------------
 
@@ -92,14 +96,136 @@ def load_latest(run_dir, device='cpu'):
     return None, None
 
 #----------------------------------------------------------------------------
-# Copy a stored net record's state into an existing module, strictly, naming the net on mismatch.
+# The config stored in the run dir's newest readable snapshot, or None (no snapshot). Read through a memory map,
+# so the tensors are not loaded: train.py checks a rerun's config against it before touching the run dir.
+
+def latest_snapshot_config(run_dir):
+    for path in list_snapshots(run_dir):
+        try:
+            return path, load_snapshot(path, build=False, mmap=True).get('config')
+        except SnapshotError as e:
+            warnings.warn(f'skipping unreadable snapshot: {e}')
+    return None, None
+
+#----------------------------------------------------------------------------
+# Copy a stored net record's state into an existing module, strictly. A mismatch names the snapshot, the net and
+# the first tensor that differs (not every key), e.g. when --init comes from a run with other network kwargs.
 
 def load_net_state(module, record, name, where):
     own = module.state_dict()
     state = record['state']
-    if set(own) != set(state) or any(own[k].shape != state[k].shape for k in own):
-        missing = sorted(set(own) - set(state))[:5]
-        extra = sorted(set(state) - set(own))[:5]
-        raise SnapshotError(f'{where}: network {name!r} does not match this config (missing {missing}, unexpected {extra}, '
-                            f'or shapes differ); was it trained with other network kwargs?')
+    problem = None
+    for key in sorted(set(own) | set(state)):
+        if key not in state:
+            problem = f'tensor {key!r} is missing from the snapshot'
+        elif key not in own:
+            problem = f'the snapshot has an extra tensor {key!r}'
+        elif tuple(own[key].shape) != tuple(state[key].shape):
+            problem = f'tensor {key!r} has shape {list(state[key].shape)} in the snapshot, {list(own[key].shape)} here'
+        if problem is not None:
+            raise SnapshotError(f'{where}: network {name!r} does not match this config: {problem} '
+                                f'(was it trained with other network kwargs?)')
     module.load_state_dict(state, strict=True)
+
+#----------------------------------------------------------------------------
+# Leftovers of a killed run, removed at the next start (rank 0): temporary snapshot files that a kill -9 left
+# mid-write. Returns the removed names.
+
+def remove_stale_temp_files(run_dir):
+    removed = []
+    for f in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        if TEMP_RE.match(f):
+            os.remove(os.path.join(run_dir, f))
+            removed.append(f)
+    return removed
+
+# Drop the rows of a JSON-lines log written after the snapshot a run resumes from (their steps are redone), so
+# that no row appears twice. `nimg_of(row)` gives a row's image count (None: keep the row). Rewritten atomically.
+def truncate_jsonl(path, max_nimg, nimg_of):
+    if not os.path.isfile(path):
+        return 0
+    with open(path, encoding='utf-8') as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            nimg = nimg_of(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            if not line.endswith('\n'):
+                continue                # the torn last line of a write cut by kill -9
+            nimg = None                 # a line this reader does not understand is kept
+        if nimg is None or nimg <= max_nimg:
+            keep.append(line)
+    if len(keep) == len(lines):
+        return 0
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.writelines(keep)
+    os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+#----------------------------------------------------------------------------
+# Everything of a run that a snapshot holds besides its config: the nets, and the loop state below. `_entries()`
+# names each piece once with its getter and setter, so save() and restore() cannot drift apart (a piece added to
+# one is in the other). The loop reads and advances the counters as attributes (state.cur_nimg, ...).
+
+COUNTERS = ('cur_nimg', 'tick', 'step', 'nonfinite', 'nonfinite_in_a_row')
+
+class TrainingState:
+    def __init__(self, nets, opts, ada=None, loss=None):
+        self.nets, self.opts, self.ada, self.loss = nets, opts, ada, loss
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.rng = None             # the per-rank RNG states of a restored snapshot, until apply_rng()
+
+    # name -> (get, set) of every piece of loop state. get() is called on every rank (the RNG states are gathered).
+    def _entries(self):
+        entries = {name: (lambda n=name: int(getattr(self, n)), lambda v, n=name: setattr(self, n, int(v)))
+                   for name in COUNTERS}
+        entries['optim'] = (lambda: {n: o.state_dict() for n, o in self.opts.items()},
+                            lambda v: [o.load_state_dict(v[n]) for n, o in self.opts.items()])
+        entries['rng'] = (gather_rng_states, lambda v: setattr(self, 'rng', v))
+        if self.ada is not None:
+            entries['ada'] = (self.ada.state_dict, self.ada.load_state_dict)
+        if hasattr(self.loss, 'state_dict'):
+            entries['loss_state'] = (self.loss.state_dict, self.loss.load_state_dict)
+        return entries
+
+    # Write a snapshot (rank 0; every rank must call, for the RNG gather). Returns the path on rank 0, else None.
+    def save(self, run_dir, keep, rank=0, **meta):
+        plain = {name: get() for name, (get, _) in self._entries().items()}
+        if rank != 0:
+            return None
+        return save_training_state(run_dir, self.nets, keep, **plain, **meta)
+
+    # Restore from a snapshot loaded with build=False (`where` names it in errors). The data iterators continue at
+    # `step * batch` items; the RNG states are applied by apply_rng() once the nets are built and broadcast.
+    def restore(self, snap, where):
+        entries = self._entries()
+        missing = [name for name in entries if name not in snap and name != 'loss_state']
+        if missing:
+            raise SnapshotError(f'{where}: not a training snapshot of this config (it lacks {", ".join(missing)}); '
+                                'a networks-only snapshot starts a run with --init (or --teacher), not --resume')
+        for name, module in self.nets.items():
+            if name not in snap['nets']:
+                raise SnapshotError(f'{where}: has no network {name!r} (it has {", ".join(snap["nets"])})')
+            load_net_state(module, snap['nets'][name], name, where)
+        for name, (_, put) in entries.items():
+            if name in snap:
+                put(snap[name])
+
+    # This rank's RNG state from the restored snapshot when the world size matches, else `fallback_seed`.
+    def apply_rng(self, rank, world, fallback_seed):
+        if self.rng is not None and len(self.rng) == world:
+            set_rng_state(self.rng[rank])
+        else:
+            misc.set_seed(fallback_seed)
+        self.rng = None
+
+# RNG states of every rank, in rank order (a collective when distributed).
+def gather_rng_states():
+    states = [get_rng_state()]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        states = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(states, get_rng_state())
+    return states

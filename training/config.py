@@ -15,10 +15,15 @@ import re
 
 import yaml
 
-from dnnlib.util import EasyDict, get_obj_by_name
+from dnnlib.util import EasyDict, get_obj_by_name, to_plain
+from training.augment import ADA_KEYS, AugmentPipe
+from training.dataset import ImageLabelDataset
+from training.networks import net_kwargs
+from training.training_loop import training_loop
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 IGNORED_ON_RESUME = ('kimg', 'resume')   # keys that may change when a run dir is resumed
+LOOP_ARGS_NOT_IN_CONFIG = ('run_dir', 'snapshot_hooks')   # given by train.py, not by a config
 
 #----------------------------------------------------------------------------
 
@@ -172,8 +177,7 @@ def _import(prefix, name):
 # Validate a merged config against the loop signature and the classes it names; returns a complete EasyDict.
 
 def validate(raw):
-    from training.training_loop import training_loop       # the schema; imported lazily (torch)
-    defaults, _ = signature_defaults(training_loop, skip=('run_dir',))
+    defaults, _ = signature_defaults(training_loop, skip=LOOP_ARGS_NOT_IN_CONFIG)
     for key in raw:
         if key not in defaults:
             raise ConfigError(f'unknown key {key!r} (known: {", ".join(sorted(defaults))})')
@@ -191,7 +195,6 @@ def validate(raw):
 
     # Data sets.
     _require(isinstance(cfg.data, dict) and cfg.data, 'data: expected a mapping of named sets, e.g. {main: {path: ...}}')
-    from training.dataset import ImageLabelDataset
     for name, ds in cfg.data.items():
         check_kwargs(f'data.{name}', ds, ImageLabelDataset)
 
@@ -206,7 +209,6 @@ def validate(raw):
         cls = _import(f'nets.{name}.class', spec['class'])
         check_kwargs(f'nets.{name}.kwargs', spec.get('kwargs') or {}, cls)
         if spec.get('preset') is not None:
-            from training.training_loop import net_kwargs
             try:
                 net_kwargs(spec)
             except ValueError as e:
@@ -230,7 +232,6 @@ def validate(raw):
     _require(isinstance(cfg.loss, dict) and isinstance(cfg.loss.get('class'), str), 'loss.class: expected a dotted class name')
     loss_cls = _import('loss.class', cfg.loss['class'])
     check_kwargs('loss', cfg.loss, loss_cls, skip=('self', 'nets', 'frozen', 'label_pools', 'augment_pipe'), extra=('class',))
-    from training.augment import AugmentPipe, ADA_KEYS
     check_kwargs('augment', cfg.augment, AugmentPipe, extra=ADA_KEYS)
     aug = cfg.augment
     _require(aug.get('target') is None or 0 < aug['target'] < 1, f'augment.target: must be in (0, 1), got {aug.get("target")!r}')
@@ -246,12 +247,6 @@ def to_easydict(obj):
         return [to_easydict(v) for v in obj]
     return obj
 
-def to_plain(obj):
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return obj
 
 #----------------------------------------------------------------------------
 # The whole pipeline: preset chain -> CLI values (dotted keys, None = not given) -> --set overrides -> validate.
@@ -294,10 +289,3 @@ def save_config(cfg, run_dir):
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
         os.replace(tmp, os.path.join(run_dir, name))
-
-def read_saved_config(run_dir):
-    path = os.path.join(run_dir, 'config.json')
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)

@@ -135,11 +135,11 @@ def flatten_module_state(node, prefix=''):
     return out
 
 # Containers of the pickle as plain Python data (EasyDict -> dict, numpy scalars -> numbers).
-def to_plain(x):
+def pickle_data(x):
     if isinstance(x, dict):
-        return {str(k): to_plain(v) for k, v in x.items()}
+        return {str(k): pickle_data(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [to_plain(v) for v in x]
+        return [pickle_data(v) for v in x]
     if isinstance(x, np.generic):
         return x.item()
     if x is None or isinstance(x, (bool, int, float, str)):
@@ -148,9 +148,9 @@ def to_plain(x):
 
 def _init_kwargs(record, positional):
     state = _module_state(record)
-    kwargs = to_plain(dict(state.get('_init_kwargs') or {}))
+    kwargs = pickle_data(dict(state.get('_init_kwargs') or {}))
     for name, value in zip(positional, state.get('_init_args') or ()):
-        kwargs[name] = to_plain(value)
+        kwargs[name] = pickle_data(value)
     return kwargs
 
 #----------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def _plane_resolution(record):
 def generator_kwargs(record):
     ik = _init_kwargs(record, ['z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels'])
     state = _module_state(record)
-    rk = dict(ik.get('rendering_kwargs') or to_plain(state.get('rendering_kwargs') or {}))
+    rk = dict(ik.get('rendering_kwargs') or pickle_data(state.get('rendering_kwargs') or {}))
     sr_name = str(rk.get('superresolution_module', '')).rsplit('.', 1)[-1]
     if sr_name not in _EG3D_SR:
         raise EG3DImportError(f'unsupported super-resolution module {rk.get("superresolution_module")!r}')
@@ -268,6 +268,12 @@ def load_state(net, src):
     return report
 
 #----------------------------------------------------------------------------
+# EG3D's training loop registers this buffer on G (and so on G_ema): the per-dimension std of the training set's
+# camera labels, kept for its metrics, not a weight of the network. The import records its values in the report.
+
+LABEL_STD_BUFFER = 'dataset_label_std'
+
+#----------------------------------------------------------------------------
 # Convert an EG3D network pickle. Returns (nets {G, D, G_ema present in the pickle}, report,
 # training_set_kwargs as plain data or None). strict: fail unless every tensor maps both ways.
 
@@ -289,8 +295,12 @@ def import_eg3d(path_or_file, strict=True):
         cls, to_kwargs = builders[record['class_name']]
         kwargs, unused = to_kwargs(record)
         net = cls(**kwargs).eval().requires_grad_(False)
-        rep = load_state(net, flatten_module_state(record))
+        state = flatten_module_state(record)
+        label_std = state.pop(LABEL_STD_BUFFER, None)
+        rep = load_state(net, state)
         rep.update(eg3d_class=record['class_name'], unused_kwargs=unused)
+        if label_std is not None:       # recorded, not a weight: EG3D's loop registers it on every G it saves
+            rep[LABEL_STD_BUFFER] = [float(v) for v in label_std.flatten()]
         if strict and (rep['unmapped_src'] or rep['missing_dst'] or rep['shape_mismatch']):
             raise EG3DImportError(f'{name}: weights do not map onto {cls.__name__}: ' + '; '.join(
                 f'{k}: {", ".join(rep[k])}' for k in ('unmapped_src', 'missing_dst', 'shape_mismatch') if rep[k]))
@@ -298,7 +308,7 @@ def import_eg3d(path_or_file, strict=True):
         report[name] = rep
     ts = data.get('training_set_kwargs')
     try:
-        ts = to_plain(ts) if ts is not None else None
+        ts = pickle_data(ts) if ts is not None else None
     except EG3DImportError:
         ts = None
     return nets, report, ts

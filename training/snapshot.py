@@ -9,7 +9,11 @@ file. Networks are rebuilt from training.networks.REGISTRY by class name."""
 
 import os
 import tempfile
+import zipfile
+
 import torch
+
+from training.networks import REGISTRY
 
 FORMAT = 'head3d-snapshot'
 VERSION = 1
@@ -18,6 +22,14 @@ VERSION = 1
 
 class SnapshotError(RuntimeError):
     """A snapshot that cannot be read or does not match the networks it names."""
+
+#----------------------------------------------------------------------------
+# The permissions of a newly created file under the process umask (0644 under the usual umask 022).
+
+def _new_file_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 #----------------------------------------------------------------------------
 # Save networks (by class name, init kwargs and state dict) plus plain extras to `path`, atomically:
@@ -41,6 +53,7 @@ def save_snapshot(path, nets, **plain):
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
+            os.fchmod(f.fileno(), _new_file_mode())     # mkstemp's 0600 -> what open() would give the user
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
@@ -51,10 +64,16 @@ def save_snapshot(path, nets, **plain):
         raise
 
 #----------------------------------------------------------------------------
-# Build one network from its record and load its state strictly; errors name the net and the keys.
+# Build one network from its record and load its state strictly; errors name the net and the keys (and the
+# file, `where`, when given).
+
+def build_net(name, record, device, where=None):
+    try:
+        return _build_net(name, record, device)
+    except SnapshotError as e:
+        raise SnapshotError(f'{where}: {e}' if where else str(e)) from e
 
 def _build_net(name, record, device):
-    from training.networks import REGISTRY  # late import: the networks import rendering and ops
     if not isinstance(record, dict) or not {'class', 'kwargs', 'state'} <= record.keys():
         raise SnapshotError(f'network {name!r}: record must hold class, kwargs and state')
     cls = REGISTRY.get(record['class'])
@@ -77,18 +96,39 @@ def _build_net(name, record, device):
     return net.to(device)
 
 #----------------------------------------------------------------------------
+# A plain pickle (what EG3D's training writes, `network-snapshot-*.pkl`) rather than torch.save's zip: it is named
+# as such, with the way to convert it, and never handed to an unpickler. Other load errors drop torch's advice to
+# load with weights_only=False (which would run code from the file).
+
+PICKLE_PROTOCOL_MARK = b'\x80'
+
+def _is_plain_pickle(path):
+    with open(path, 'rb') as f:
+        head = f.read(1)
+    return head == PICKLE_PROTOCOL_MARK and not zipfile.is_zipfile(path)
+
+def _unreadable(path, err):
+    reason = str(err).split('\n')[0]
+    if 'weights_only' in reason.lower():
+        reason = 'it holds objects other than tensors and plain data'
+    return f'{path}: not a readable Head3D snapshot (corrupt, truncated, or not tensors and plain data only): {reason}'
+
+#----------------------------------------------------------------------------
 # Load a snapshot. Returns dict(nets={name: module}, **plain); with build=False the net records
 # ({'class', 'kwargs', 'state'}) are returned unbuilt. Modules come back as freshly constructed (train
 # mode, parameters requiring grad); callers set eval()/requires_grad_ as their role needs.
 
-def load_snapshot(path, device='cpu', build=True):
+def load_snapshot(path, device='cpu', build=True, mmap=False):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SnapshotError(f'snapshot not found: {path}')
+    if _is_plain_pickle(path):
+        raise SnapshotError(f'{path}: a plain pickle, not a Head3D snapshot; if it is an EG3D network pickle, convert '
+                            f'it with scripts/import_eg3d.py (python scripts/import_eg3d.py --src {path} --dst converted.pt)')
     try:
-        data = torch.load(path, map_location=device, weights_only=True)
+        data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as e:
-        raise SnapshotError(f'{path}: not a readable Head3D snapshot (corrupt, or not tensors and plain data only): {e}') from e
+        raise SnapshotError(_unreadable(path, e)) from e
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise SnapshotError(f'{path}: not a Head3D snapshot (no format={FORMAT!r} marker)')
     if data.get('version') != VERSION:
@@ -100,12 +140,6 @@ def load_snapshot(path, device='cpu', build=True):
     plain = {k: v for k, v in data.items() if k not in ('format', 'version', 'nets')}
     if not build:
         return dict(nets=nets, **plain)
-    built = {}
-    for name, record in nets.items():
-        try:
-            built[name] = _build_net(name, record, device)
-        except SnapshotError as e:
-            raise SnapshotError(f'{path}: {e}') from e
-    return dict(nets=built, **plain)
+    return dict(nets={name: build_net(name, record, device, where=path) for name, record in nets.items()}, **plain)
 
 #----------------------------------------------------------------------------

@@ -86,11 +86,12 @@ def map_with_mixing(G, z, c_cond, mixing_prob, update_emas=False):
 
 #----------------------------------------------------------------------------
 # Density regularisation: L1 between sigma at random points in [-1,1]^3 and at points jittered by p_dist.
+# Training draws fresh backbone noise (noise_mode='random') as EG3D's loss does; sampling and metrics use 'const'.
 
 def density_reg_loss(G, ws, num_points, p_dist):
     coords = torch.rand((ws.shape[0], num_points, 3), device=ws.device) * 2 - 1
     jittered = coords + torch.randn_like(coords) * p_dist
-    planes = G.synthesis_planes(ws, update_emas=False)
+    planes = G.synthesis_planes(ws, noise_mode='random', update_emas=False)
     sigma = G.query_field(planes, torch.cat([coords, jittered], dim=1))['sigma']
     return F.l1_loss(sigma[:, :num_points], sigma[:, num_points:])
 
@@ -116,7 +117,7 @@ class EG3DLoss:
     ):
         if data_set not in label_pools:
             raise ValueError(f'EG3DLoss: data set {data_set!r} not among the configured sets {sorted(label_pools)}')
-        self.G, self.D, self.G_ema = nets['G'], nets['D'], nets.get('G_ema')
+        self.G, self.D = nets['G'], nets['D']
         self.pool = label_pools[data_set]
         self.augment_pipe = augment_pipe
         self.data_set = data_set
@@ -151,7 +152,7 @@ class EG3DLoss:
         z = torch.randn([n, self.G.z_dim], device=self.pool.device)
         ws = map_with_mixing(self.G, z, c_cond, self.style_mixing_prob, update_emas=update_emas)
         nr = neural_rendering_resolution(cur_nimg, self.nr_initial, self.nr_final, self.nr_fade_kimg)
-        out = self.G.synthesis(ws, c, neural_rendering_resolution=nr, update_emas=update_emas)
+        out = self.G.synthesis(ws, c, neural_rendering_resolution=nr, noise_mode='random', update_emas=update_emas)
         return dict(image=out['image'], image_raw=out['image_raw']), c, ws
 
     # One phase on this rank's batch; calls backward() with the loss scaled by `gain`; returns named terms.

@@ -59,6 +59,15 @@ def side_mask(c, side):
     return yaw.abs() <= math.pi / 2 if side == 'front' else yaw.abs() > math.pi / 2
 
 #----------------------------------------------------------------------------
+# Tri-planes with random backbone noise (training, as EG3D's loss) drawn from `seed`: teacher and student get the
+# same noise images, so that L_kd compares their features, not two noise draws. The global RNG is left as it was.
+
+def _planes(G, ws, seed):
+    with torch.random.fork_rng(devices=[ws.device.index or 0] if ws.device.type == 'cuda' else []):
+        torch.manual_seed(seed)
+        return G.synthesis_planes(ws, noise_mode='random')
+
+#----------------------------------------------------------------------------
 # Render planes for the samples idx with a torch.Generator seeded by `seed`, so that teacher and student draw the
 # same depth samples for the same rays.
 
@@ -69,7 +78,7 @@ def _render(G, planes, ws, c, idx, nr, seed):
 #----------------------------------------------------------------------------
 # Head3D distillation loss (eq. 10): lambda_gan_front L_gan^front + lambda_kd L_kd + lambda_rgb L_rgb
 # + lambda_lpips L_lpips + lambda_map L_map + lambda_gan_back L_gan^back, with D_front / D_back trained by eq. 6.
-# A lambda of 0 skips that term's computation. nets: G (student), G_ema, and D_front + D_back (or one D).
+# A lambda of 0 skips that term's computation. nets: G (student) and D_front + D_back (or one D).
 
 class Head3DLoss:
     def __init__(self, nets, frozen, label_pools, augment_pipe=None,
@@ -232,7 +241,7 @@ class Head3DLoss:
         c_render = self.sample_cameras(n)
         c_cond = self.conditioning(c_render)
         z = torch.randn(n, G.z_dim, device=c_render.device)
-        seeds = torch.randint(0, 2**62, (2,)).tolist()
+        seeds = torch.randint(0, 2**62, (3,)).tolist()      # render seeds (window, rest) and the noise seed
         win = yaw_window(c_render, self.tau) if lam['rgb'] > 0 or lam['lpips'] > 0 else torch.zeros_like(c_render[:, 0], dtype=torch.bool)
         idx_in, idx_out = win.nonzero()[:, 0], (~win).nonzero()[:, 0]
         need_teacher_planes = lam['kd'] > 0 or len(idx_in) > 0
@@ -240,13 +249,13 @@ class Head3DLoss:
         # Teacher: frozen, no graph.
         with torch.no_grad():
             ws_t = T.mapping(z, c_cond)
-            planes_t = T.synthesis_planes(ws_t) if need_teacher_planes else None
+            planes_t = _planes(T, ws_t, seeds[2]) if need_teacher_planes else None
             out_t = _render(T, planes_t, ws_t, c_render, idx_in, nr, seeds[0]) if len(idx_in) else None
 
         # Student: same z and conditioning; window samples and the rest are rendered apart so that the window
         # chunk draws exactly the teacher's depth samples.
         ws_s = G.mapping(z, c_cond)
-        planes_s = G.synthesis_planes(ws_s)
+        planes_s = _planes(G, ws_s, seeds[2])
         chunks = [(idx, _render(G, planes_s, ws_s, c_render, idx, nr, seed))
                   for idx, seed in ((idx_in, seeds[0]), (idx_out, seeds[1])) if len(idx)]
         out_in = chunks[0][1] if len(idx_in) else None
@@ -298,7 +307,7 @@ class Head3DLoss:
     def _fakes(self, c_render):
         G = self.G
         z = torch.randn(len(c_render), G.z_dim, device=c_render.device)
-        out = G(z, self.conditioning(c_render), c_render=c_render, update_emas=True)
+        out = G(z, self.conditioning(c_render), c_render=c_render, noise_mode='random', update_emas=True)
         return {k: out[k] for k in ('image', 'image_raw')}
 
     # Reals of one side, with their labels checked to be of that side (a D never sees the other side's views).

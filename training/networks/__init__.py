@@ -1,6 +1,8 @@
 """Networks: StyleGAN2 layers, EG3D's TriPlaneGenerator and DualDiscriminator, and the registry that
 snapshots build networks from (by class name, never by importing a path stored in a file)."""
 
+import copy
+
 from .stylegan2 import Discriminator, Generator
 from .triplane import TriPlaneGenerator
 from .dual_discriminator import DualDiscriminator
@@ -41,6 +43,21 @@ PRESETS = {
                conv_clamp=256, disc_c_noise=0, epilogue_kwargs=dict(mbstd_group_size=4)),
     ),
 }
+
+#----------------------------------------------------------------------------
+# Constructor kwargs of a config's network spec {class, preset, kwargs}: the preset's G or D kwargs (chosen by the
+# class) updated by the explicit kwargs, dicts merged one level deep (rendering_kwargs, mapping_kwargs, ...).
+
+def net_kwargs(spec):
+    kwargs = {}
+    if spec.get('preset') is not None:
+        role = 'G' if spec['class'].endswith('TriPlaneGenerator') else 'D'
+        if spec['preset'] not in PRESETS:
+            raise ValueError(f'unknown network preset {spec["preset"]!r} (known: {", ".join(PRESETS)})')
+        kwargs = copy.deepcopy(PRESETS[spec['preset']][role])
+    for key, value in (spec.get('kwargs') or {}).items():
+        kwargs[key] = {**kwargs[key], **value} if isinstance(value, dict) and isinstance(kwargs.get(key), dict) else value
+    return kwargs
 
 #----------------------------------------------------------------------------
 # Build a preset's G and D (optionally with kwargs overrides per net).
