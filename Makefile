@@ -6,11 +6,13 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: venv test test-fast demo bench gpu-check clean-venv
 
-# Create the virtual environment and install the pins once (re-run when requirements.txt changes).
-$(STAMP): requirements.txt
+# Create the virtual environment, install the pins and then this repository as an editable package (training,
+# metrics, torch_utils, dnnlib importable from anywhere; pyproject.toml), once: re-run when either file changes.
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r requirements.txt
+	$(VPY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

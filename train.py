@@ -8,7 +8,6 @@ change). --set KEY.SUB=VALUE overrides any config value (VALUE is YAML); --dry-r
 """
 
 import os
-import sys
 
 import click
 
@@ -103,5 +102,4 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
 #----------------------------------------------------------------------------
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main()

@@ -24,14 +24,12 @@ Examples:
 
 import json
 import os
-import sys
 
 import click
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from metrics import metric_main  # noqa: E402
-from metrics.detectors import DetectorError  # noqa: E402
-from training import checkpoint, generate  # noqa: E402
+from metrics import metric_main
+from metrics.detectors import DetectorError
+from training import checkpoint, generate
 
 #----------------------------------------------------------------------------
 # Append result dicts as JSON lines to `path` (folders created as needed).

@@ -14,16 +14,14 @@ intrinsics are adjusted for the crop, and the result is loaded back with trainin
 import io
 import json
 import os
-import sys
 import zipfile
 
 import click
 import numpy as np
 import PIL.Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import cameras                                                       # noqa: E402
-from training.dataset import IMAGE_EXTENSIONS, DatasetError, ImageLabelDataset, check_label  # noqa: E402
+from training import cameras
+from training.dataset import IMAGE_EXTENSIONS, DatasetError, ImageLabelDataset, check_label
 
 # Yaw bins reported after a build (degrees of |yaw|).
 YAW_BINS = [('front (|yaw| < 45)', 0.0, 45.0), ('side (45-135)', 45.0, 135.0), ('back (> 135)', 135.0, 180.01)]

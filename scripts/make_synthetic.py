@@ -6,15 +6,12 @@
 Same arguments give byte-identical files. See docs/datasets.md.
 """
 
-import os
-import sys
 import time
 
 import click
 import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import synthetic  # noqa: E402
+from training import synthetic
 
 #----------------------------------------------------------------------------
 

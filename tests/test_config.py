@@ -3,10 +3,12 @@
 import os
 
 import pytest
+from _scripts import load_program
 from click.testing import CliRunner
 
-from train import main
 from training.config import ConfigError, diff_configs, load_config, parse_override
+
+main = load_program('train.py').main
 
 #----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tests._world import small_args, write_set
+from _world import small_args, write_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
