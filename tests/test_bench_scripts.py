@@ -20,8 +20,8 @@ def test_bench_rejects_unknown_rows(tmp_path):
     assert res.returncode != 0 and 'nope' in res.stderr
 
 def test_profile_step_prints_the_renderer_ops(tmp_path):
-    res = run_program('scripts/profile_step.py', ['--preset', 'tiny', '--batch', '2', '--nrr', '16', '--steps', '1', '--rows', '50'],
-                     cwd=tmp_path)
+    args = ['--preset', 'tiny', '--batch', '2', '--nrr', '16', '--steps', '1', '--rows', '50']
+    res = run_program('scripts/profile_step.py', args, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert 'tiny 64^2, nr 16, batch 2, main phases' in res.stdout
     assert 'aten::grid_sampler_2d' in res.stdout       # the tri-plane sampling shows up in the table

@@ -17,7 +17,7 @@ from training import generate, mesh, synthetic
 def _ellipsoid_sdf(res, half, center=(0.1, -0.05, 0.2), radii=(0.3, 0.25, 0.2)):
     axis = np.linspace(-half, half, res, dtype=np.float32)
     x, y, z = np.meshgrid(axis, axis, axis, indexing='ij')
-    r = np.sqrt(((x - center[0]) / radii[0]) ** 2 + ((y - center[1]) / radii[1]) ** 2 + ((z - center[2]) / radii[2]) ** 2)
+    r = np.sqrt(sum(((p - c) / s) ** 2 for p, c, s in zip((x, y, z), center, radii)))
     return ((r - 1) * min(radii)).astype(np.float32), float(axis[1] - axis[0])
 
 def _signed_volume(verts, faces):

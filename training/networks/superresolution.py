@@ -41,10 +41,9 @@ class SuperResolution(torch.nn.Module):
         use_fp16 = num_fp16_res > 0
         common = dict(w_dim=w_dim, img_channels=img_channels, use_fp16=use_fp16, conv_clamp=(256 if use_fp16 else None),
                       fused_modconv_default=fused_modconv_default)
-        self.block0 = SynthesisBlock(in_channels, block_channels[0], resolution=img_resolution // 2, is_last=False,
-                                     up=factor // 2, **common)
-        self.block1 = SynthesisBlock(block_channels[0], block_channels[1], resolution=img_resolution, is_last=True,
-                                     up=2, **common)
+        self.block0 = SynthesisBlock(in_channels, block_channels[0], resolution=img_resolution // 2, up=factor // 2,
+                                     **common)
+        self.block1 = SynthesisBlock(block_channels[0], block_channels[1], resolution=img_resolution, up=2, **common)
 
     # rgb [N, 3, h, h] (raw image), x [N, in_channels, h, h] (feature image), ws [N, num_ws, w_dim]
     # -> image [N, img_channels, img_resolution, img_resolution].
