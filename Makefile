@@ -4,7 +4,7 @@ VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo bench gpu-check clean-venv
+.PHONY: venv test demo bench gpu-check clean-venv
 
 # Create the virtual environment, install the pins and then this repository as an editable package (training,
 # metrics, torch_utils, dnnlib importable from anywhere; pyproject.toml), once: re-run when either file changes.
