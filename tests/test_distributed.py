@@ -9,7 +9,7 @@ from _world import small_args, write_set
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def torchrun(args, tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
            os.path.join(ROOT, 'train.py')] + args
     return subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
