@@ -4,14 +4,16 @@ VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo bench gpu-check clean-venv
+.PHONY: venv test demo bench gpu-check clean-venv
 
-# Create the virtual environment and install the pins once (re-run when the requirements change): the runtime
-# pins plus the test-only ones (requirements-dev.txt), so that both README commands work after it.
-$(STAMP): requirements.txt requirements-dev.txt
+# Create the virtual environment, install the pins (runtime + test-only, requirements-dev.txt) and then this
+# repository as an editable package (training, metrics, torch_utils, dnnlib importable from anywhere;
+# pyproject.toml), once: re-run when any of these files changes. Both README commands work after it.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
 	$(VPY) -m pip install --quiet -r requirements-dev.txt
+	$(VPY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

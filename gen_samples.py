@@ -21,7 +21,7 @@ import PIL.Image
 from tqdm import tqdm
 
 from dnnlib.util import check_output_path
-from training import generate
+from training import generate, mesh
 
 #----------------------------------------------------------------------------
 # Parameter types: the parsers live in training.generate; a ValueError becomes click's BadParameter, which
@@ -242,9 +242,9 @@ def shapes(network_path, outdir, device, truncation_psi, truncation_cutoff, fov_
         except ValueError as e:
             raise click.ClickException(f'seed {seed}: {e} (--level; the volume is in {stem}.mrc)')
         colors = generate.vertex_colors(G, planes, verts, chunk=chunk)
-        generate.write_ply(stem + '.ply', verts, faces, colors)
+        mesh.write_ply(stem + '.ply', verts, faces, colors)
         if obj:
-            generate.write_obj(stem + '.obj', verts, faces, colors)
+            mesh.write_obj(stem + '.obj', verts, faces, colors)
         click.echo(f'seed {seed}: {stem}.mrc, {stem}.ply{" + .obj" if obj else ""} ({len(verts)} vertices, '
                    f'{len(faces)} faces, density range [{sigma.min():.3g}, {sigma.max():.3g}])')
 

@@ -22,7 +22,7 @@ import PIL.Image
 import torch
 from tqdm import tqdm
 
-from training import generate, inversion, snapshot
+from training import generate, inversion, mesh, snapshot
 from training.checkpoint import latest_snapshot, weights_hash
 from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual
 
@@ -260,7 +260,7 @@ def invert_one(G, item, P, kind, out, network_path, inputs, device, proj_kwargs,
         sigma = generate.sample_density(G_out, planes, shape_res)
         try:
             verts, faces = generate.mesh_from_volume(sigma, level, float(G_out.rendering.box_warp))
-            generate.write_ply(paths['mesh'], verts, faces, generate.vertex_colors(G_out, planes, verts))
+            mesh.write_ply(paths['mesh'], verts, faces, generate.vertex_colors(G_out, planes, verts))
             metrics['mesh_vertices'] = int(len(verts))
         except ValueError as e:
             metrics['mesh'] = f'not written: {e} (--level)'

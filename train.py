@@ -133,5 +133,4 @@ def metric_hooks(metrics, cfg, run_dir, cache_dir):
 #----------------------------------------------------------------------------
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main()

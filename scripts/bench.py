@@ -11,32 +11,18 @@ listed in BENCHMARKS. The device is autodetected (CUDA if present).
 """
 
 import json
-import os
-import sys
-import time
+
 import click
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import cameras                       # noqa: E402
-from training.networks import PRESETS, TriPlaneGenerator  # noqa: E402
-
-#----------------------------------------------------------------------------
-# Median wall time of fn() in milliseconds after warmup, synchronising CUDA around each call.
-
-def timeit(fn, device, warmup=1, repeat=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
+# The bench_* modules are this script's neighbours in scripts/ (Python puts a script's folder first on sys.path).
+from bench_head3d import bench_head3d_step_full, bench_head3d_step_tiny
+from bench_timing import timeit
+from bench_train import (bench_face_step_full, bench_face_step_tiny, bench_head_ft_step_full, bench_head_ft_step_tiny,
+                         bench_train_step_full, bench_train_step_tiny)
+from torch_utils.ops import bias_act, upfirdn2d
+from training import cameras
+from training.networks import PRESETS, TriPlaneGenerator
 
 #----------------------------------------------------------------------------
 # Generator inference (z, c -> image) for a preset at a batch size.
@@ -76,7 +62,6 @@ def bench_g_tiny_train(ctx):
 # Custom ops: the reference path, and the CUDA kernel where there is a GPU (forward + backward).
 
 def _bench_op(ctx, op, impl):
-    from torch_utils.ops import bias_act, upfirdn2d
     device = ctx['device']
     big = device.type == 'cuda'
     torch.manual_seed(0)
@@ -111,10 +96,6 @@ def bench_g_full_b8(ctx):
 #----------------------------------------------------------------------------
 # The table: (name, function, where it runs: 'any', 'cuda' (GPU only), 'full' (GPU, or CPU with --full)).
 # Training rows give ms per step and s/kimg; head_ft vs head3d compares the steps that run every iteration.
-
-from scripts.bench_head3d import bench_head3d_step_full, bench_head3d_step_tiny     # noqa: E402
-from scripts.bench_train import (bench_face_step_full, bench_face_step_tiny, bench_head_ft_step_full,  # noqa: E402
-                                 bench_head_ft_step_tiny, bench_train_step_full, bench_train_step_tiny)
 
 BENCHMARKS = [
     ('op_bias_act_ref',   bench_op_bias_act_ref,   'any'),

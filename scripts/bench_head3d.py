@@ -11,17 +11,14 @@ imported the row is timed without L_lpips and says so.
 """
 
 import copy
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import cameras                                    # noqa: E402
-from training.losses.head3d import Head3DLoss                   # noqa: E402
-from training.losses.perceptual import PerceptualError          # noqa: E402
-from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator  # noqa: E402
-from scripts.bench_train import step_row                        # noqa: E402
+from bench_timing import step_row
+from training import cameras
+from training.losses.head3d import Head3DLoss
+from training.losses.perceptual import PerceptualError
+from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator
 
 #----------------------------------------------------------------------------
 # Build teacher, student, two Ds, their optimisers and a Head3D loss for a network preset; returns a step function.

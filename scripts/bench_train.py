@@ -7,23 +7,20 @@ worst case, lazy regularisation included) with EG3DLoss, the ADA pipe (p = 0.2) 
     python scripts/bench_train.py              # tiny row (and the full row with CUDA)
 """
 
-import os
-import sys
-
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import cameras                                    # noqa: E402
-from training.augment import AugmentPipe                        # noqa: E402
-from training.losses.eg3d import EG3DLoss                       # noqa: E402
-from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator  # noqa: E402
+from bench_timing import step_row
+from training import cameras
+from training.augment import AugmentPipe
+from training.losses.eg3d import EG3DLoss
+from training.networks import PRESETS, DualDiscriminator, TriPlaneGenerator
 
 #----------------------------------------------------------------------------
 # Build G, D, the loss and optimisers for a preset; returns a step function. ada: the ADA pipe (p = 0.2) as in
 # head_ft, else none as in face. all_phases: also the lazy regularisation phases (the worst-case step); otherwise
 # the phases that run every step (Gmain, Dmain), which is what bench_head3d times for the head3d step.
 
-def _train_step(preset, batch, nrr, device, bf16=False, ada=True, all_phases=True):
+def train_step(preset, batch, nrr, device, ada=True, all_phases=True):
     torch.manual_seed(0)
     nets = dict(G=TriPlaneGenerator(**PRESETS[preset]['G']).to(device), D=DualDiscriminator(**PRESETS[preset]['D']).to(device))
     for net in nets.values():
@@ -41,20 +38,13 @@ def _train_step(preset, batch, nrr, device, bf16=False, ada=True, all_phases=Tru
             net = nets[phase.net]
             net.requires_grad_(True)
             opts[phase.net].zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss.accumulate_gradients(phase, batch_data, gain=phase.interval if all_phases else 1, cur_nimg=0)
+            loss.accumulate_gradients(phase, batch_data, gain=phase.interval if all_phases else 1, cur_nimg=0)
             net.requires_grad_(False)
             opts[phase.net].step()
     return step, res
 
-# A bench.py row for a training step function: its median time, images per second and batch (-> s/kimg).
-def step_row(ctx, step, what, batch):
-    from scripts.bench import timeit
-    ms = timeit(step, ctx['device'], repeat=ctx['repeat'])
-    return dict(what=what, ms=ms, per_s=batch * 1e3 / ms, unit='img/s', batch=batch)
-
 def _row(ctx, preset, batch, nrr, ada=True, all_phases=True, stage='train'):
-    step, res = _train_step(preset, batch, nrr, ctx['device'], ada=ada, all_phases=all_phases)
+    step, res = train_step(preset, batch, nrr, ctx['device'], ada=ada, all_phases=all_phases)
     what = f'{stage} step ({"all phases" if all_phases else "main phases"}) {preset} {res}^2, nr {nrr}, batch {batch}'
     return step_row(ctx, step, what, batch)
 

@@ -24,16 +24,14 @@ Examples:
 
 import json
 import os
-import sys
 
 import click
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dnnlib.util import check_output_path  # noqa: E402
-from metrics import metric_main  # noqa: E402
-from metrics.detectors import DetectorError  # noqa: E402
-from training import checkpoint, generate  # noqa: E402
-from training.snapshot import SnapshotError  # noqa: E402
+from dnnlib.util import check_output_path
+from metrics import metric_main
+from metrics.detectors import DetectorError
+from training import checkpoint, generate
+from training.snapshot import SnapshotError
 
 #----------------------------------------------------------------------------
 # Append result dicts as JSON lines to `path` (folders created as needed).

@@ -30,10 +30,9 @@ import click
 import numpy as np
 import PIL.Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dnnlib.util import output_path_problem                                        # noqa: E402
-from training.dataset import (IMAGE_EXTENSIONS, DatasetError, ImageLabelDataset, check_label,  # noqa: E402
-                              read_label_entries, skew_note)
+from dnnlib.util import output_path_problem
+from training.dataset import (IMAGE_EXTENSIONS, DatasetError, ImageLabelDataset, check_label, read_label_entries,
+                              skew_note)
 
 # Yaw bins reported after a build (degrees of |yaw|).
 YAW_BINS = [('front (|yaw| < 45)', 0.0, 45.0), ('side (45-135)', 45.0, 135.0), ('back (> 135)', 135.0, 180.01)]

@@ -30,7 +30,6 @@ import click
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENT_METRICS = 'fd_randconv,kd_randconv,backview,id_proxy,consistency3d'
 SNAP_KIMG = 0.2        # a snapshot every 0.2 kimg (~30 s), so Ctrl-C loses little: the rerun resumes from it
-sys.path.insert(0, ROOT)
 
 #----------------------------------------------------------------------------
 # Run one stage's command with its output streaming to the terminal; a failure stops the demo with the command,

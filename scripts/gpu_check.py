@@ -13,13 +13,12 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
 import torch
 
 from torch_utils import custom_ops
 from torch_utils.ops import bias_act, upfirdn2d
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #----------------------------------------------------------------------------
 # Build one op's plugin and report how long it took; a failure is fatal here (no silent fallback).

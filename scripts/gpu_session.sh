@@ -18,6 +18,9 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 DEV="${GPU_DEVICE:-cuda}"   # GPU_DEVICE=cpu rehearses the script on a machine without a GPU
 export PYTHONUNBUFFERED=1
+# A lent machine gets a copy of the checkout and no install step (`make venv` runs `pip install -e .`): point Python
+# at the checkout's packages instead.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 WORK="${GPU_WORK:-/tmp/head3d-gpu}"
 mkdir -p "$WORK"
 PARTS="${*:-ops bench profile train e2e}"
@@ -59,7 +62,6 @@ if want train; then
     "$PY" - "$WORK/rand512" <<'EOF'
 import json, os, sys
 import numpy as np, PIL.Image, torch
-sys.path.insert(0, os.getcwd())
 from training import cameras
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
@@ -94,8 +96,7 @@ if want e2e; then
     part e2e_head3d_half 90 e2e.log "$PY" train.py "${h3[@]}" --outdir "$W/head3d_r" --kimg 0.1 --set deterministic=true
     part e2e_head3d_resume 90 e2e.log "$PY" train.py "${h3[@]}" --outdir "$W/head3d_r" --kimg 0.2 --set deterministic=true
     part e2e_resume_compare 60 e2e.log "$PY" - "$W" <<'EOF'
-import os, sys
-sys.path.insert(0, os.getcwd())
+import sys
 from training.snapshot import load_snapshot
 def g_ema(run):
     path = f'{sys.argv[1]}/{run}/snapshot-0000000200.pt'     # all three at 0.2 kimg

@@ -5,13 +5,11 @@
 
 import json
 import os
-import sys
 import click
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dnnlib.util import check_output_path                       # noqa: E402
-from training.eg3d_import import EG3DImportError, import_eg3d  # noqa: E402
-from training.snapshot import save_snapshot                    # noqa: E402
+from dnnlib.util import check_output_path
+from training.eg3d_import import EG3DImportError, import_eg3d
+from training.snapshot import save_snapshot
 
 #----------------------------------------------------------------------------
 

@@ -6,16 +6,13 @@
 Same arguments give byte-identical files. See docs/datasets.md.
 """
 
-import os
-import sys
 import time
 
 import click
 import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dnnlib.util import check_output_path  # noqa: E402
-from training import synthetic  # noqa: E402
+from dnnlib.util import check_output_path
+from training import synthetic
 
 #----------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ Example:
 import itertools
 import json
 import os
-import sys
 
 import click
 import numpy as np
@@ -34,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dnnlib.util import check_output_path  # noqa: E402
-from training import generate  # noqa: E402
-from metrics.identity import pixel_embedding  # noqa: E402
+from dnnlib.util import check_output_path
+from training import generate
+from metrics.identity import pixel_embedding
 
 # Proxy-ID settings (see the module docstring).
 PROXY_CROP = (0.25, 0.75)

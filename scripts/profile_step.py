@@ -7,15 +7,11 @@ step is slower than it should be (see README "Speed"). The step is scripts/bench
     python scripts/profile_step.py --trace trace.json               # also a Chrome trace (chrome://tracing)
 """
 
-import os
-import sys
-
 import click
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from scripts.bench_train import _train_step      # noqa: E402
-from training.networks import PRESETS            # noqa: E402
+from bench_train import train_step
+from training.networks import PRESETS
 
 @click.command()
 @click.option('--preset', help='Network preset', type=click.Choice(sorted(PRESETS)), default=None,
@@ -43,7 +39,7 @@ def main(preset, batch, nrr, all_phases, ada, steps, rows, tf32, trace):
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True
-    step, res = _train_step(preset, batch, nrr, device, ada=ada, all_phases=all_phases)
+    step, res = train_step(preset, batch, nrr, device, ada=ada, all_phases=all_phases)
     for _ in range(3):
         step()
     if cuda:

@@ -22,7 +22,6 @@ import time
 import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 METHODS = [                                         # (row label, preset, the snapshot it starts from)
     ('Ours (Head3D)',  'head3d_tiny',       'head_ft'),

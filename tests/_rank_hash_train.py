@@ -1,10 +1,10 @@
 """train.py with a test-only hook: each rank writes rank<R>.sha256 (a hash of all its nets) into the run dir when
-training returns, so that a test can check that the ranks finished with identical weights. Run with torchrun and
-the repository on PYTHONPATH (tests/test_distributed.py does)."""
+training returns, so that a test can check that the ranks finished with identical weights. Run with torchrun
+(tests/test_distributed.py does); train.py is loaded from its file like the other tests do."""
 
 import os
 
-import train
+from _scripts import load_program
 from torch_utils import distributed as dist
 from training import checkpoint, training_loop
 
@@ -18,4 +18,4 @@ def hashing_loop(run_dir, **kwargs):
 
 if __name__ == '__main__':
     training_loop.training_loop = hashing_loop      # train.py calls it through the module
-    train.main()
+    load_program('train.py').main()

@@ -6,11 +6,14 @@ import os
 import PIL.Image
 import pytest
 import torch
+from _scripts import load_program
 from click.testing import CliRunner
 
-from train import main
 from training import cameras
+
 from training.config import ConfigError, diff_configs, load_config, parse_override
+
+main = load_program('train.py').main
 
 #----------------------------------------------------------------------------
 

@@ -4,19 +4,18 @@ labels, masks, and no lost or half-written output."""
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
+from _scripts import load_program
 from click.testing import CliRunner
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-import dataset_tool  # noqa: E402
+from training import cameras
+from training.dataset import ImageLabelDataset
 
-from training import cameras  # noqa: E402
-from training.dataset import ImageLabelDataset  # noqa: E402
+dataset_tool = load_program('scripts/dataset_tool.py')
 
 YAWS_DEG = [0.0, 20.0, -70.0, 100.0, 170.0]
 

@@ -4,13 +4,13 @@ import os
 import subprocess
 import sys
 
-from tests._world import small_args, write_set
+from _world import small_args, write_set
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # torchrun of train.py, or of tests/_rank_hash_train.py (train.py + each rank writes a hash of its nets).
 def torchrun(args, tmp_path, script='train.py'):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
            os.path.join(ROOT, script)] + args
     return subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)

@@ -9,10 +9,12 @@ import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
+from _scripts import load_program
 from plyfile import PlyData
 
-import gen_samples
 from training import generate, networks, snapshot
+
+gen_samples = load_program('gen_samples.py')
 
 NRR = 16   # small neural rendering resolution keeps the CLI tests fast
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _scripts import load_program
 
 from training import cameras
 from training.losses import Phase
@@ -301,7 +302,7 @@ def _args(cfg_name, overrides=()):
 
 @pytest.fixture(scope='module')
 def stage(tmp_path_factory):
-    from tests._world import write_set
+    from _world import write_set
     from training.config import load_config
     from training.snapshot import save_snapshot
     from training.networks import net_kwargs
@@ -322,7 +323,7 @@ def stage(tmp_path_factory):
 
 def _train(stage, cfg_name, outdir, kimg, overrides=(), teacher=True, init='head_ft'):
     from click.testing import CliRunner
-    from train import main
+    main = load_program('train.py').main
     args = _args(cfg_name, overrides) + ['--faces', stage['faces'], '--heads', stage['heads'], '--init', stage[init],
                                          '--outdir', str(outdir), '--kimg', str(kimg)]
     if teacher:

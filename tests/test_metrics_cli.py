@@ -2,19 +2,18 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 import torch
+from _scripts import load_program
 from click.testing import CliRunner
+from test_metrics import _write_dataset
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-import calc_metrics  # noqa: E402
+from training import snapshot
+from training.networks import build_preset
 
-from tests.test_metrics import _write_dataset  # noqa: E402
-from training import snapshot  # noqa: E402
-from training.networks import build_preset  # noqa: E402
+calc_metrics = load_program('scripts/calc_metrics.py')
 
 @pytest.fixture
 def tiny_snapshot(tmp_path):

@@ -1,6 +1,5 @@
 """Networks: shapes, gradients, determinism, truncation, conditioning vs rendering camera, fp32 on CPU."""
 
-import numpy as np
 import pytest
 import torch
 from training import cameras

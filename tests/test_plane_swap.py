@@ -1,23 +1,18 @@
 """scripts/plane_swap.py (paper section 3.2) on tiny random generators saved as snapshots (CPU)."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
+from _scripts import load_program
 from click.testing import CliRunner
 
 from training import generate, networks, snapshot
 
 NRR = 16
 
-# scripts/ is not a package: load the script as a module.
-_spec = importlib.util.spec_from_file_location(
-    'plane_swap', os.path.join(os.path.dirname(__file__), '..', 'scripts', 'plane_swap.py'))
-plane_swap = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plane_swap)
+plane_swap = load_program('scripts/plane_swap.py')
 
 ROWS = ['xy', 'xz', 'zx', 'none', 'all']
 

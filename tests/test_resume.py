@@ -13,10 +13,12 @@ import torch
 from click.testing import CliRunner
 
 import training.snapshot
-from tests._world import small_args, write_set
-from train import main
+from _scripts import load_program
+from _world import small_args, write_set
 from training.checkpoint import latest_snapshot, list_snapshots
 from training.snapshot import load_snapshot
+
+main = load_program('train.py').main
 
 ARGS = small_args(['snap_kimg=0.008', 'loss.r1_interval=2', 'augment.enabled=true', 'augment.p=0.3',
                    'augment.target=0.6', 'augment.interval=3', 'augment.adjust_kimg=1'])   # snapshots at step 2 fall inside an ADA interval

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import cameras, synthetic
+from training import cameras, mesh, synthetic
 from training.dataset import ImageLabelDataset
 
 #----------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_mesh_of_surface(tmp_path):
     assert verts.min() >= -0.5 and verts.max() <= 0.5
     assert verts[:, 1].max() > 0.15 and verts[:, 2].max() > 0.15  # crown above, face toward +z
     path = tmp_path / 'm.ply'
-    synthetic.write_ply(str(path), verts, faces)
+    mesh.write_ply(str(path), verts, faces)
     assert path.stat().st_size > 0
 
 def test_side_views_stay_centred():

@@ -7,10 +7,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from tests._world import small_args, write_set
-from train import main
+from _scripts import load_program
+from _world import small_args, write_set
 from training.checkpoint import latest_snapshot
 from training.snapshot import load_snapshot
+
+main = load_program('train.py').main
 
 @pytest.fixture(scope='module')
 def world(tmp_path_factory):

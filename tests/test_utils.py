@@ -1,5 +1,4 @@
 # Tests of dnnlib and the small torch_utils helpers (misc, training_stats, distributed without a group).
-import io
 import os
 import sys
 

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import torch
 
-from training import cameras, snapshot
+from training import cameras, mesh, snapshot
 
 # The renderer options every generation call uses: repeatable renders.
 RENDER_OVERRIDES = dict(deterministic=True)
@@ -371,24 +371,14 @@ def sample_density(G, planes, res, chunk=1 << 18, progress=None):
             progress.update(part.shape[1])
     return sigma.reshape(res, res, res).numpy()
 
-# Marching cubes on a [z, y, x] volume at iso level `level` -> (verts [V,3] world (x, y, z), faces [F,3]).
-# The volume is padded with one layer below the level so meshes touching the box are closed; faces are
-# wound so that normals point out of the dense region.
+# Marching cubes on a [z, y, x] density volume over the box_warp cube at iso level `level` -> (verts [V,3]
+# world (x, y, z) float32, faces [F,3] int32, outward normals). The volume is closed with one layer below the
+# level so meshes touching the box get caps, which sit on the box faces.
 def mesh_from_volume(volume, level, box_warp):
-    from skimage import measure
-    lo, hi = float(volume.min()), float(volume.max())
-    if not lo < level < hi:
-        raise ValueError(f'iso level {level:g} is outside the density range [{lo:.4g}, {hi:.4g}] of this shape, '
-                         f'so there is no surface: pick a level inside that range')
-    res = volume.shape[0]
-    spacing = box_warp / (res - 1)
-    padded = np.pad(volume, 1, mode='constant', constant_values=min(lo, level) - 1.0)
-    verts, faces, _, _ = measure.marching_cubes(padded, level=level, gradient_direction='descent')
-    verts = (verts[:, ::-1] - 1.0) * spacing - box_warp / 2                            # (z,y,x) index -> (x,y,z) world
-    verts = np.clip(verts, -box_warp / 2, box_warp / 2)                                # caps sit on the box faces
-    # skimage winds 'descent' faces clockwise seen from outside in index space; the axis reversal above
-    # mirrors the mesh, which makes them counter-clockwise (outward normals) in world space.
-    return np.ascontiguousarray(verts, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.int32)
+    verts, faces = mesh.marching_cubes(volume, level, order='zyx', inside='above', close=True, what='density')
+    spacing = box_warp / (volume.shape[0] - 1)
+    verts = np.clip(verts * spacing - box_warp / 2, -box_warp / 2, box_warp / 2)     # index -> world
+    return np.ascontiguousarray(verts, dtype=np.float32), faces
 
 # Vertex colours uint8 [V,3] from the generator's colour field: query_field rgb channels 0..2 (the
 # sigmoid-space [0,1] colour that image_raw composites), clamped and scaled to 0..255.
@@ -409,27 +399,6 @@ def write_mrc(path, volume, box_warp):
         mrc.set_data(np.ascontiguousarray(volume, dtype=np.float32))
         mrc.voxel_size = box_warp / (res - 1)
         mrc.header.origin.x = mrc.header.origin.y = mrc.header.origin.z = -box_warp / 2
-
-# Write a binary little-endian .ply with per-vertex red/green/blue.
-def write_ply(path, verts, faces, colors):
-    from plyfile import PlyData, PlyElement
-    vertex = np.empty(verts.shape[0], dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4'),
-                                             ('red', 'u1'), ('green', 'u1'), ('blue', 'u1')])
-    vertex['x'], vertex['y'], vertex['z'] = verts[:, 0], verts[:, 1], verts[:, 2]
-    vertex['red'], vertex['green'], vertex['blue'] = colors[:, 0], colors[:, 1], colors[:, 2]
-    face = np.empty(faces.shape[0], dtype=[('vertex_indices', 'i4', (3,))])
-    face['vertex_indices'] = faces
-    PlyData([PlyElement.describe(vertex, 'vertex'), PlyElement.describe(face, 'face')],
-            byte_order='<').write(path)
-
-# Write a Wavefront .obj with per-vertex colours ('v x y z r g b', colours in [0,1]; read by MeshLab, Blender).
-def write_obj(path, verts, faces, colors):
-    rgb = colors.astype(np.float32) / 255.0
-    with open(path, 'w') as f:
-        for v, c in zip(verts, rgb):
-            f.write(f'v {v[0]:.6f} {v[1]:.6f} {v[2]:.6f} {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}\n')
-        for t in faces + 1:
-            f.write(f'f {t[0]} {t[1]} {t[2]}\n')
 
 #----------------------------------------------------------------------------
 # Interpolate in w space along seeds: `steps` images per segment including both ends (shared ends once).

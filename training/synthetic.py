@@ -26,6 +26,7 @@ import torch
 
 from training import cameras
 from training.generate import to_uint8
+from training.mesh import marching_cubes, write_ply
 from training.rendering import RenderOptions, render_field, sample_rays
 
 # Density = DENSITY_SCALE * sigmoid(-sdf / SURFACE_SOFTNESS): a surface about a third of a 64^2 pixel thick.
@@ -547,7 +548,6 @@ def _write_set(path, items, resolution, batch_size, progress):
 # Triangle mesh (vertices [V,3], faces [F,3]) of one identity's surface by marching cubes on its sdf.
 
 def head_mesh(params, grid_resolution=128):
-    import skimage.measure
     head = _Head(params)
     lin = torch.linspace(-BOUND_RADIUS, BOUND_RADIUS, grid_resolution)
     sdf = torch.empty(grid_resolution, grid_resolution, grid_resolution)
@@ -559,18 +559,9 @@ def head_mesh(params, grid_resolution=128):
         if inside.any():
             d[inside] = head.sdf(pts[inside])
         sdf[i] = d.reshape(grid_resolution, grid_resolution)
+    verts, faces = marching_cubes(sdf.numpy(), 0.0, order='xyz', inside='below', what='signed distance')
     spacing = float(lin[1] - lin[0])
-    verts, faces, _, _ = skimage.measure.marching_cubes(sdf.numpy(), level=0.0, spacing=(spacing,) * 3)
-    return verts - BOUND_RADIUS, faces
-
-# Write a mesh as binary PLY.
-def write_ply(path, verts, faces):
-    import plyfile
-    v = np.empty(len(verts), dtype=[('x', 'f4'), ('y', 'f4'), ('z', 'f4')])
-    v['x'], v['y'], v['z'] = verts[:, 0], verts[:, 1], verts[:, 2]
-    f = np.empty(len(faces), dtype=[('vertex_indices', 'i4', (3,))])
-    f['vertex_indices'] = faces.astype(np.int32)
-    plyfile.PlyData([plyfile.PlyElement.describe(v, 'vertex'), plyfile.PlyElement.describe(f, 'face')]).write(path)
+    return verts.astype(np.float64) * spacing - BOUND_RADIUS, faces     # index -> world
 
 # _write_set in a worker process (build_world with jobs > 1), with the caller's thread count.
 def _write_set_job(path, items, resolution, batch_size, num_threads):

@@ -357,7 +357,6 @@ class SynthesisBlock(torch.nn.Module):
         w_dim,                                  # Intermediate latent (W) size.
         resolution,                             # Output resolution of this block.
         img_channels,                           # Number of image channels of the toRGB output.
-        is_last,                                # Last block of the network?
         up                      = 2,            # Upsampling factor of conv0 and of the skip image (1 or 2).
         resample_filter         = [1, 3, 3, 1], # Low-pass filter for upsampling.
         conv_clamp              = 256,          # Clamp conv outputs to +-X, None = no clamping.
@@ -371,7 +370,6 @@ class SynthesisBlock(torch.nn.Module):
         self.w_dim = w_dim
         self.resolution = resolution
         self.img_channels = img_channels
-        self.is_last = is_last
         self.up = up
         self.use_fp16 = use_fp16
         self.fused_modconv_default = fused_modconv_default
@@ -454,7 +452,7 @@ class SynthesisNetwork(torch.nn.Module):
         for res in self.block_resolutions:
             is_last = (res == img_resolution)
             block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim, resolution=res,
-                                   img_channels=img_channels, is_last=is_last, use_fp16=(res >= fp16_resolution),
+                                   img_channels=img_channels, use_fp16=(res >= fp16_resolution),
                                    **block_kwargs)
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f'b{res}', block)

@@ -9,16 +9,8 @@ import torch
 from .stylegan2 import SynthesisBlock
 
 #----------------------------------------------------------------------------
-# EG3D's configurations, by output resolution: (input_resolution, (block0 channels, block1 channels)).
-# 512 = SuperresolutionHybrid8XDC (the FFHQ model), 256 = 4X, 128 = 2X.
-
-EG3D_SR_CONFIGS = {
-    512: (128, (256, 128)),
-    256: (128, (128, 64)),
-    128: (64, (128, 64)),
-}
-
-#----------------------------------------------------------------------------
+# EG3D's sizes (input_resolution, block_channels) by img_resolution: 512 = SuperresolutionHybrid8XDC (the FFHQ
+# model) (128, (256, 128)); 256 = 4X (128, (128, 64)); 128 = 2X (64, (128, 64)).
 
 class SuperResolution(torch.nn.Module):
     def __init__(self,
@@ -41,10 +33,9 @@ class SuperResolution(torch.nn.Module):
         use_fp16 = num_fp16_res > 0
         common = dict(w_dim=w_dim, img_channels=img_channels, use_fp16=use_fp16, conv_clamp=(256 if use_fp16 else None),
                       fused_modconv_default=fused_modconv_default)
-        self.block0 = SynthesisBlock(in_channels, block_channels[0], resolution=img_resolution // 2, is_last=False,
-                                     up=factor // 2, **common)
-        self.block1 = SynthesisBlock(block_channels[0], block_channels[1], resolution=img_resolution, is_last=True,
-                                     up=2, **common)
+        self.block0 = SynthesisBlock(in_channels, block_channels[0], resolution=img_resolution // 2, up=factor // 2,
+                                     **common)
+        self.block1 = SynthesisBlock(block_channels[0], block_channels[1], resolution=img_resolution, up=2, **common)
 
     # rgb [N, 3, h, h] (raw image), x [N, in_channels, h, h] (feature image), ws [N, num_ws, w_dim]
     # -> image [N, img_channels, img_resolution, img_resolution].
