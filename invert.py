@@ -22,6 +22,7 @@ import PIL.Image
 import torch
 from tqdm import tqdm
 
+from dnnlib.util import check_output_path
 from training import generate, inversion, mesh, snapshot
 from training.checkpoint import latest_snapshot, weights_hash
 from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual
@@ -132,6 +133,7 @@ def main(network_path, target, outdir, label, mask_dir, space, steps, lr, percep
          threads):
     """Invert images (with EG3D camera labels) into a tri-plane generator: W/W+ projection, optional pivotal tuning,
     reconstruction, latent, orbit video, mesh and metrics per image."""
+    check_output_path(outdir, '--outdir')
     if threads is not None:
         torch.set_num_threads(threads)
     try:

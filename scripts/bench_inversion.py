@@ -23,17 +23,15 @@ Example (the demo's networks, CPU):
 import copy
 import json
 import os
-import sys
 import time
 
 import click
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from metrics import backview  # noqa: E402
-from training import generate, inversion, synthetic  # noqa: E402
-from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual  # noqa: E402
+from metrics import backview
+from training import generate, inversion, synthetic
+from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual
 
 YAWS = (0.0, 45.0, 90.0, 135.0, 180.0)       # yaw 0 is the input view
 CONFIGS = ('w', 'w+', 'w+pti')

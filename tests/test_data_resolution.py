@@ -2,21 +2,19 @@
 when it resizes."""
 
 import json
-import os
-import sys
 import types
 
 import PIL.Image
 import torch
+from _scripts import load_program
 from click.testing import CliRunner
 
-from train import main
 from training import cameras
 from training.config import load_config
 from training.resolution import resolve_resolution
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-import calc_metrics  # noqa: E402
+main = load_program('train.py').main
+calc_metrics = load_program('scripts/calc_metrics.py')
 
 #----------------------------------------------------------------------------
 # A two-image dataset folder at `res`; returns its path.

@@ -182,8 +182,9 @@ def test_a_real_extra_weight_still_fails_strict_mode(tmp_path, eg3d_env):
 
 def test_an_eg3d_pickle_given_as_a_snapshot_says_how_to_convert(tmp_path, eg3d_env):
     from click.testing import CliRunner
-    from tests._world import small_args, write_set
-    from train import main
+    from _scripts import load_program
+    from _world import small_args, write_set
+    main = load_program('train.py').main
     from training.snapshot import SnapshotError
     torch.manual_seed(0)
     write_eg3d_pickle(tmp_path / 'net.pkl', our_g(), DualDiscriminator(**PRESETS['tiny']['D']), eg3d_env)

@@ -9,12 +9,14 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from _scripts import load_program
 from click.testing import CliRunner
 
-import gen_samples
-import invert
-from scripts.bench_inversion import main as bench_main
 from training import checkpoint, generate, inversion, networks, snapshot, synthetic
+
+gen_samples = load_program('gen_samples.py')
+invert = load_program('invert.py')
+bench_main = load_program('scripts/bench_inversion.py').main
 
 # The tiny preset shrunk further (as tests/_world.SMALL does for training): a projection step takes ~0.1 s on CPU.
 SMALL = dict(img_resolution=32, plane_resolution=16, channel_base=256, channel_max=16, z_dim=16, w_dim=16,

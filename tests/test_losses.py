@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from tests.test_head3d import BACK_YAWS, FACE_YAWS, _batch, _images, _labels, _loss, _perturbed
+from test_head3d import BACK_YAWS, FACE_YAWS, _batch, _images, _labels, _loss, _perturbed
 from training.losses import Phase
 from training.losses.eg3d import EG3DLoss
 from training.losses import head3d

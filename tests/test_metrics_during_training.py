@@ -7,9 +7,12 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from _scripts import load_program
+from _world import small_args, write_set
+
 from metrics.during_training import parse_name
-from tests._world import small_args, write_set
-from train import main
+
+main = load_program('train.py').main
 
 def test_names_in_eg3d_style():
     assert parse_name('fid50k_full') == dict(name='fid50k_full', metric='fid', split='all', num=50000)

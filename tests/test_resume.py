@@ -130,7 +130,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def start(faces, out, kimg, extra=()):
     cmd = [sys.executable, os.path.join(ROOT, 'train.py'), '--config', 'face_tiny', '--data', faces, '--outdir', out,
            '--kimg', kimg] + ARGS + list(extra)
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 

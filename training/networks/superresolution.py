@@ -9,8 +9,16 @@ import torch
 from .stylegan2 import SynthesisBlock
 
 #----------------------------------------------------------------------------
-# EG3D's sizes (input_resolution, block_channels) by img_resolution: 512 = SuperresolutionHybrid8XDC (the FFHQ
-# model) (128, (256, 128)); 256 = 4X (128, (128, 64)); 128 = 2X (64, (128, 64)).
+# EG3D's configurations, by output resolution: (input_resolution, (block0 channels, block1 channels)).
+# 512 = SuperresolutionHybrid8XDC (the FFHQ model), 256 = 4X, 128 = 2X. training/resolution.py picks from them.
+
+EG3D_SR_CONFIGS = {
+    512: (128, (256, 128)),
+    256: (128, (128, 64)),
+    128: (64, (128, 64)),
+}
+
+#----------------------------------------------------------------------------
 
 class SuperResolution(torch.nn.Module):
     def __init__(self,
