@@ -24,6 +24,7 @@ Examples:
 
 import json
 import os
+import sys
 
 import click
 

@@ -8,6 +8,7 @@ from _scripts import load_program
 from torch_utils import distributed as dist
 from training import checkpoint, training_loop
 
+train = load_program('train.py')        # first: training.config binds the real loop's signature as its schema
 real_loop = training_loop.training_loop
 
 def hashing_loop(run_dir, **kwargs):
@@ -18,4 +19,4 @@ def hashing_loop(run_dir, **kwargs):
 
 if __name__ == '__main__':
     training_loop.training_loop = hashing_loop      # train.py calls it through the module
-    load_program('train.py').main()
+    train.main()
