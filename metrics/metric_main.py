@@ -9,6 +9,9 @@ Each metric registers itself (@register_metric: name -> compute function). Regis
                          offline network: two results per split, part 'precision' and part 'recall'.
   id                     teacher-student identity consistency (table 4 "ID"), TorchScript face model.
   id_proxy               the same with the pixel-correlation proxy (synthetic world), labelled ID-proxy.
+  fidelity               frontal fidelity to the teacher for the same z (ID-proxy, PSNR, LPIPS-VGG if on disk), each
+                         with the different-z baseline (teacher vs teacher, other latents) and, with --data, the
+                         real same-identity / other-identity pair (metrics/identity.py).
   consistency3d          3D-consistency PSNR (table 3, GRAM-HD protocol).
   backview               view accuracy: yaw-180 renders that look like real back views, not a second face
                          (metrics/backview.py; offline, needs the dataset's front and back views).
@@ -209,6 +212,29 @@ def _id(run, spec, split):
 def _id_proxy(run, spec, split):
     return _identity(run, identity.pixel_embedding, 'pixel-correlation')
 
+# Frontal fidelity to the teacher: ID-proxy, PSNR (and LPIPS-VGG when its weights are on disk) of the same latents,
+# each with the teacher's different-z baseline and, given a multi-view dataset, the real same / other identity pair.
+FIDELITY_LABELS = dict(id_proxy='ID-proxy to teacher, same z', psnr='Frontal PSNR to teacher, same z (dB)',
+                       lpips='Frontal LPIPS-VGG to teacher, same z')
+
+@register_metric('fidelity', 'Frontal fidelity', needs=('teacher',))
+def _fidelity(run, spec, split):
+    opts = run.opts
+    lpips = identity.load_lpips(run.device)
+    real = identity.real_fidelity(run.data, crop=opts.id_crop, lpips=lpips) if run.data is not None else {}
+    bar = _bar(run.progress, opts.id_num, spec.name)
+    scores = identity.frontal_fidelity(run.teacher, run.G, num=opts.id_num, crop=opts.id_crop, batch=opts.batch,
+                                       seed=opts.seed, truncation_psi=opts.truncation_psi, lpips=lpips,
+                                       device=run.device, progress=bar)
+    _close(bar)
+    out = []
+    for key, (same, other) in scores.items():
+        real_same, real_other = real.get(key, (None, None))
+        out.append(dict(label=FIDELITY_LABELS[key], value=same, num=opts.id_num, part=key, baseline=other,
+                        real_value=real_same, real_baseline=real_other,
+                        detector='pixel-correlation' if key == 'id_proxy' else key))
+    return out
+
 # 3D-consistency PSNR of a radiance field fitted to half of each identity's views.
 @register_metric('consistency3d', '3D-consistency PSNR (dB)')
 def _consistency3d(run, spec, split):
@@ -279,7 +305,7 @@ def run_metrics(metrics, G, data=None, split_list=('all',), teacher=None, detect
     if need_data and data is None:
         raise ValueError(f'metrics {", ".join(need_data)} need a dataset (data=PATH)')
     if any('teacher' in s.needs for s in specs) and teacher is None:
-        raise ValueError('identity metrics (id, id_proxy) need the teacher generator (--teacher)')
+        raise ValueError('identity metrics (id, id_proxy, fidelity) need the teacher generator (--teacher)')
     run = _Run(G, data, teacher, opts, torch.device(device), progress, cache_dir)
     run.prepare(specs, detector, face_model)
 

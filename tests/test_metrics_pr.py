@@ -85,13 +85,13 @@ class _ColourG(torch.nn.Module):
         colour = torch.tanh(self.spread * z[:, :3])
         return dict(image=colour[:, :, None, None].expand(-1, 3, 16, 16).contiguous())
 
-def test_pr_results_have_two_parts_and_share_features_with_fd(tmp_path):
+def test_pr_results_have_two_parts_and_share_features_with_kd(tmp_path):
     data = _write_dataset(tmp_path / 'data', [0, 10, -20, 30, 5, -5, 15, 25])
     G = _ColourG()
-    results = metric_main.run_metrics('fd_pixels,pr_pixels', G, data=data, cache_dir=str(tmp_path / 'cache'),
-                                      num=12, batch=6, workers=0)
+    results = metric_main.run_metrics('kd_pixels,pr_pixels', G, data=data, cache_dir=str(tmp_path / 'cache'),
+                                      num=12, batch=6, workers=0, kid_subsets=2)
     assert [(r['metric'], r['label'], r.get('part')) for r in results] == [
-        ('fd_pixels', 'FD-pixels', None), ('pr_pixels', 'Precision-pixels', 'precision'),
+        ('kd_pixels', 'KD-pixels x100', None), ('pr_pixels', 'Precision-pixels', 'precision'),
         ('pr_pixels', 'Recall-pixels', 'recall')]
     assert all(0 <= r['value'] <= 1 and r['k'] == 3 and r['num'] == 12 for r in results[1:])
     assert G.calls == 2      # 12 images in batches of 6, rendered once for both metrics
@@ -147,10 +147,49 @@ def test_metrics_register_themselves_and_run_by_name(monkeypatch):
                                     'time', 'timestamp']
 
 def test_registry_holds_every_documented_metric():
-    expected = {'fid', 'kid', 'pr', 'id', 'id_proxy', 'consistency3d', 'backview'}
+    expected = {'fid', 'kid', 'pr', 'id', 'id_proxy', 'fidelity', 'consistency3d', 'backview'}
     for net in ('pixels', 'randconv'):
         expected |= {f'fd_{net}', f'kd_{net}', f'pr_{net}'}
     assert set(metric_main.METRICS) == expected
     assert all(spec.compute is not None for spec in metric_main.METRICS.values())
+
+#----------------------------------------------------------------------------
+# Frontal fidelity: the same-z score against the different-z baseline and the real pairs.
+
+# A face whose layout depends on z: tanh of a z-weighted sum of fixed random patterns; `other` > 0 mixes in a
+# second pattern set (a student that keeps only part of the teacher's face).
+class _PatternG(torch.nn.Module):
+    def __init__(self, other=0.0):
+        super().__init__()
+        self.z_dim, self.c_dim, self.img_resolution, self.other = 4, 25, 16, other
+        gen = torch.Generator().manual_seed(0)
+        self.patterns = torch.randn([2, 4, 3, 16, 16], generator=gen)
+
+    def forward(self, z, c, c_render=None, **kwargs):
+        mix = (1 - self.other) * self.patterns[0] + self.other * self.patterns[1]
+        return dict(image=torch.tanh(torch.einsum('nk,kchw->nchw', z, mix)))
+
+def test_fidelity_same_z_beats_other_z_and_real_pairs_are_read_from_folders(tmp_path):
+    from tests.test_metrics_backview import _write_heads
+    data = _write_heads(tmp_path / 'heads', ids=4)
+    kw = dict(teacher=_PatternG(), data=data, id_num=8, batch=3)
+    same = {r['part']: r for r in metric_main.run_metrics('fidelity', _PatternG(), **kw)}
+    assert set(same) in ({'id_proxy', 'psnr'}, {'id_proxy', 'psnr', 'lpips'})
+    assert same['id_proxy']['value'] == pytest.approx(1.0, abs=1e-5) and same['psnr']['value'] > 80
+    assert same['id_proxy']['baseline'] < 0.5 and same['psnr']['baseline'] < 20
+    # A student that keeps part of the face: between the two, and its ID-proxy is id_proxy's value.
+    part = {r['part']: r for r in metric_main.run_metrics('fidelity', _PatternG(other=0.5), **kw)}
+    proxy = metric_main.run_metrics('id_proxy', _PatternG(other=0.5), teacher=_PatternG(), id_num=8, batch=3)
+    assert part['id_proxy']['value'] == pytest.approx(proxy[0]['value'], abs=1e-6)
+    assert same['id_proxy']['baseline'] < part['id_proxy']['value'] < 0.99
+    assert part['psnr']['baseline'] == pytest.approx(same['psnr']['baseline'])    # the baseline is the teacher's
+    # Real pairs: two frontal views of one identity share its tint, so they score above two identities.
+    assert same['psnr']['real_value'] > same['psnr']['real_baseline']
+    assert same['id_proxy']['real_value'] == part['id_proxy']['real_value']       # real values do not depend on G
+    # Without a multi-view dataset the real values are absent; with too few identities the error says why.
+    assert metric_main.run_metrics('fidelity', _PatternG(), teacher=_PatternG(), id_num=2)[0]['real_value'] is None
+    with pytest.raises(ValueError, match='2 identities'):
+        metric_main.run_metrics('fidelity', _PatternG(), teacher=_PatternG(), id_num=2,
+                                data=_write_heads(tmp_path / 'one', ids=1))
 
 #----------------------------------------------------------------------------
