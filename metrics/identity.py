@@ -99,8 +99,8 @@ def identity_similarity(teacher, student, embed, num=10000, crop=1.0, batch=16, 
 #   same z      teacher vs student, frontal renders of the same latents (what Head3D should keep high)
 #   other z     teacher vs the teacher itself with other latents (the different-z baseline: unrelated faces)
 #   real        on real data with several views per identity (one folder each): the two most frontal views of one
-#               identity (same face, ~15 degrees apart in the synthetic world) vs the most frontal views of two
-#               different identities; the scale of "same person" vs "other person" on the data itself.
+#               identity (same face, ~15 degrees apart in the synthetic world's heads.zip) vs the most frontal views
+#               of two different identities; the scale of "same person" vs "other person" on the data itself.
 # Quantities: ID-proxy on the face crop (as id_proxy), PSNR (dB) of the whole frontal image, and LPIPS-VGG (lower
 # = closer) when torchvision's VGG16 weights are on disk (training/losses/perceptual.py; never downloaded).
 
@@ -155,20 +155,19 @@ def frontal_fidelity(teacher, student, num=1000, crop=0.5, batch=16, seed=0, tru
     return {key: (sums[(key, 'same')] / num, sums[(key, 'other')] / num) for key in keys}
 
 # The same scores on real views: dict(quantity -> (same identity, different identities)). Identities are the
-# dataset's folders; each needs two views with |yaw| <= max_yaw_deg. Pairs: each identity's two most frontal views,
-# and the most frontal views of identity i and identity i + 1.
+# dataset's folders, each with at least two views. Pairs: each identity's two most frontal views (smallest |yaw|),
+# and the most frontal views of identity i and identity i - 1.
 @torch.no_grad()
-def real_fidelity(path, crop=0.5, max_yaw_deg=30.0, lpips=None):
+def real_fidelity(path, crop=0.5, lpips=None):
     ds = ImageLabelDataset(path)
     yaws = np.abs(ds.yaws_deg())
     by_id = {}
     for i in range(len(ds)):
-        if yaws[i] <= max_yaw_deg:
-            by_id.setdefault(os.path.dirname(ds.image_name(i)), []).append(i)
+        by_id.setdefault(os.path.dirname(ds.image_name(i)), []).append(i)
     ids = sorted(k for k, v in by_id.items() if len(v) >= 2)
     if len(ids) < 2:
-        raise ValueError(f'fidelity: the real reference needs at least 2 identities (folders) in {path} with 2 views '
-                         f'of |yaw| <= {max_yaw_deg:g} degrees each; found {len(ids)}')
+        raise ValueError(f'fidelity: the real reference needs at least 2 identities (image folders) with 2 views each '
+                         f'in {path}; found {len(ids)}. Leave --data out to skip it.')
     first, second = [], []
     for key in ids:
         views = sorted(by_id[key], key=lambda i: yaws[i])
