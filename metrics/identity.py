@@ -145,7 +145,8 @@ def frontal_fidelity(teacher, student, num=1000, crop=0.5, batch=16, seed=0, tru
             return G(zz, cond_for(G, c), c_render=c, truncation_psi=truncation_psi, noise_mode='const',
                      render_overrides=RENDER_OVERRIDES)['image']
         t = render(teacher, z[start:start + n])
-        pairs = dict(same=(t, render(student, z[start:start + n])), other=(t, render(teacher, z_other[start:start + n])))
+        pairs = dict(same=(t, render(student, z[start:start + n])),
+                     other=(t, render(teacher, z_other[start:start + n])))
         for which, (a, b) in pairs.items():
             for key, value in pair_scores(a, b, crop, lpips).items():
                 sums[(key, which)] = sums.get((key, which), 0.0) + float(value.sum())

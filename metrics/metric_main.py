@@ -92,7 +92,7 @@ class MetricSpec:
     compute: object         # compute(run, spec, split) -> dict or list of dicts (see above)
     detector: str = None    # feature network of fd/kd/pr metrics
     per_split: bool = False # computed once per view split (all/front/back)
-    needs: tuple = ()       # inputs checked before any work: 'dataset' (opened), 'data' (a path), 'teacher', 'face_model'
+    needs: tuple = ()       # checked before any work: 'dataset' (opened), 'data' (a path), 'teacher', 'face_model'
 
 METRICS = {}
 

@@ -106,7 +106,8 @@ def write_compare_grid(path, snaps, seeds):
         G = generate.load_generator(snap)
         yaws = sorted({yaw for name, yaw in COMPARE_COLUMNS if name == stage})
         out = generate.render_seed_views(G, seeds, [(yaw, 0.0) for yaw in yaws])
-        images = generate.to_uint8(out['image'].flatten(0, 1)).reshape(len(seeds), len(yaws), *out['image'].shape[-2:], 3)
+        side = out['image'].shape[-1]
+        images = generate.to_uint8(out['image'].flatten(0, 1)).reshape(len(seeds), len(yaws), side, side, 3)
         for v, yaw in enumerate(yaws):
             for i in range(len(seeds)):
                 tiles[(stage, yaw, i)] = images[i, v]
@@ -146,8 +147,8 @@ def identity_section(metric_rows):
         return []
     get = lambda stage, p, key='value': (_find(metric_rows, stage, 'fidelity', part=p) or {}).get(key)
     md = ['## Identity transfer: the teacher\'s face for the same latent', '',
-          'Frontal renders (yaw 0, frontal conditioning) of the same latents by the teacher and by each student. A score '
-          'alone says little, so it is read against two references: the **different-z baseline** (the teacher against '
+          'Frontal renders (yaw 0, frontal conditioning) of the same latents by the teacher and by each student. '
+          'A score alone says little, so it is read against two references: the **different-z baseline** (the teacher against '
           'itself with other latents: unrelated faces of this world) and the **real** pairs of heads.zip (the two most '
           'frontal views of one identity, 15 degrees apart at 24 views per identity, vs the most frontal views of two '
           'identities).', '',
@@ -157,13 +158,14 @@ def identity_section(metric_rows):
              ('real: one identity, its two most frontal views', 'head3d', 'real_value'),
              ('real: two identities, their most frontal views', 'head3d', 'real_baseline')]
     for title, stage, key in table:
-        md.append(f'| {title} | ' + ' | '.join(_fmt(get(stage, p, key), 3 if p != 'psnr' else 2) for p, _ in parts) + ' |')
+        cells = [_fmt(get(stage, p, key), 2 if p == 'psnr' else 3) for p, _ in parts]
+        md.append(f'| {title} | ' + ' | '.join(cells) + ' |')
     lift = lambda stage: get(stage, 'id_proxy') - get(stage, 'id_proxy', 'baseline')
     real_gap = (get('head3d', 'id_proxy', 'real_value') or 0) - (get('head3d', 'id_proxy', 'real_baseline') or 0)
     md += ['', f'ID-proxy above the different-z baseline: head3d {lift("head3d"):+.3f}, head_ft {lift("head_ft"):+.3f} '
            f'(real same identity above two identities: {real_gap:+.3f}). Samples: '
-           f'{get("head3d", "id_proxy", "num")} latents. LPIPS-VGG appears only when torchvision\'s VGG16 weights are on '
-           'disk (nothing is downloaded).', '']
+           f'{get("head3d", "id_proxy", "num")} latents. LPIPS-VGG appears only when torchvision\'s VGG16 weights '
+           'are on disk (nothing is downloaded).', '']
     return md
 
 def heads_section(metric_rows):
@@ -189,8 +191,8 @@ def pr_section(metric_rows):
     if not rows:
         return []
     return ['## Precision and recall (blur vs variety)', '',
-            'k-NN manifold precision / recall (k = 3, Kynkaenniemi et al. 2019) in the randconv feature space, all views: '
-            'precision = share of generated images inside the real set\'s manifold (low = unrealistic or blurry), '
+            'k-NN manifold precision / recall (k = 3, Kynkaenniemi et al. 2019) in the randconv feature space, '
+            'all views: precision = share of generated images inside the real set\'s manifold (low = unrealistic or blurry), '
             'recall = share of real images covered by the generated manifold (low = too little variety).', '',
             '| network | real set | precision | recall | generated |', '|---|---|---|---|---|'] + rows + ['']
 

@@ -7,10 +7,10 @@
 Each method trains from the same starting point (the demo's face teacher and stage-1 head_ft snapshot) for the
 same number of images once per training seed, through train.py (each run dir, <outdir>/<preset>/seed<N>, resumes
 when rerun). Every cell is the mean +- the sample standard deviation over the seeds (the metrics' own latents
-and cameras stay fixed, --metric-seed), so a difference between rows can be read against the seed noise. The table has the
-paper's layout (rows: methods; columns: a distance to the real heads, its kernel version x100, and identity
-consistency with the teacher) computed with the metrics that work offline: FD/KD in the feature space of a fixed
-random conv net (FD-randconv / KD-randconv, not FID/KID) on all views and on back views, and ID-proxy (pixel
+and cameras stay fixed, --metric-seed), so a difference between rows can be read against the seed noise.
+The table has the paper's layout (rows: methods; columns: a distance to the real heads, its kernel version x100,
+and identity consistency with the teacher) computed with the metrics that work offline: FD/KD in the feature space
+of a fixed random conv net (FD-randconv / KD-randconv, not FID/KID) on all views and on back views, and ID-proxy (pixel
 likeness of the teacher's and the student's frontal renders of the same latents, not ArcFace), plus one column the
 paper does not have: the view accuracy of the back views (metrics/backview.py: 0 for a mirror face). The table is
 printed, and written as table4.md and table4.json (per-seed values too) in --outdir together with the run time.
@@ -39,7 +39,8 @@ METHODS = [                                         # (row label, preset, the sn
 ]
 PAPER_METHODS = ('head3d_tiny', 'dft_tiny', 'head3d_no_kd_tiny')     # the default rows: the paper's table 4
 # (column key, header, metric, split): lower is better for FD/KD, higher for ID-proxy and view accuracy.
-COLUMNS = [('fd_all', 'FD-randconv all', 'fd_randconv', 'all'), ('kd_all', 'KD-randconv x100 all', 'kd_randconv', 'all'),
+COLUMNS = [('fd_all', 'FD-randconv all', 'fd_randconv', 'all'),
+           ('kd_all', 'KD-randconv x100 all', 'kd_randconv', 'all'),
            ('fd_back', 'FD-randconv back', 'fd_randconv', 'back'),
            ('kd_back', 'KD-randconv x100 back', 'kd_randconv', 'back'),
            ('id_proxy', 'ID-proxy', 'id_proxy', None), ('view_back', 'view accuracy back', 'backview', 'back')]
@@ -99,7 +100,8 @@ def aggregate(per_seed):
         if values.size == 0:
             cells[key] = (None, None, 0)
         else:
-            cells[key] = (float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else None, int(values.size))
+            std = float(values.std(ddof=1)) if values.size > 1 else None
+            cells[key] = (float(values.mean()), std, int(values.size))
     return cells
 
 # 'mean +- std' of one cell.
