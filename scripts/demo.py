@@ -297,13 +297,20 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.2, show_default=True)
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
-def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed):
+@click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores)', type=click.IntRange(min=0), default=2, show_default=True)
+def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed, threads):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     py = sys.executable
     timings, commands, runs = {}, [], {}
     t_start = time.time()
+    # The arithmetic of torch's CPU kernels depends on the thread count, not on the cores: a fixed count gives the
+    # same networks and numbers on a 1-core and a 2-core machine (measured, README). Every stage inherits it.
+    train_threads = []
+    if threads:
+        os.environ['OMP_NUM_THREADS'] = str(threads)
+        train_threads = ['--set', f'num_threads={threads}']
 
     # 1. The synthetic world (kept once complete: identities.json is written last).
     world = os.path.join(outdir, 'world')
@@ -319,16 +326,18 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
     # 2-4. The three training stages; each rerun resumes its run dir (a finished one returns at once).
     face_dir, ft_dir, h3_dir = (os.path.join(outdir, n) for n in ('face', 'head_ft', 'head3d'))
     run_stage('face', [py, 'train.py', '--config', 'face_tiny', '--data', faces_zip, '--outdir', face_dir,
-                       '--kimg', face_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
+                       '--kimg', face_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + train_threads,
+              timings, commands)
     runs['face'] = face_dir
     teacher = latest_snapshot(face_dir)
     run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
-                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
+                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}']
+                          + train_threads, timings, commands)
     runs['head_ft'] = ft_dir
     head_ft = latest_snapshot(ft_dir)
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
                          '--teacher', teacher, '--init', head_ft, '--outdir', h3_dir, '--kimg', head3d_kimg,
-                         '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
+                         '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + train_threads, timings, commands)
     runs['head3d'] = h3_dir
     student = latest_snapshot(h3_dir)
 
@@ -338,6 +347,9 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
     # First the identity-transfer grid (rendered here, in this process): the result in one picture.
     t0 = time.time()
     compare = os.path.join(samples, 'compare.png')
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
     write_compare_grid(compare, dict(face=teacher, head_ft=head_ft, head3d=student), seeds=list(range(6)))
     timings['samples'] = timings.get('samples', 0.0) + time.time() - t0
     commands.append(('samples', '# samples/compare.png: rendered by scripts/demo.py itself (write_compare_grid)'))
@@ -391,7 +403,7 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
 
     # 7. Report.
     settings = dict(faces=faces, head_ids=head_ids, views=views, face_kimg=face_kimg, head_ft_kimg=head_ft_kimg,
-                    head3d_kimg=head3d_kimg, seed=seed)
+                    head3d_kimg=head3d_kimg, seed=seed, threads=threads or 'all cores')
     write_report(outdir, timings, commands, runs, metric_rows, images, settings)
     print(f'\nDone in {time.time() - t_start:.0f} s. Report: {os.path.join(outdir, "report.md")} (and report.html)')
 
