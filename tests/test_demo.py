@@ -46,6 +46,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
         assert any(row.startswith(f'| {net} | {data} |') for row in rows), net
     assert 'worker processes' not in res.stderr     # loader workers are capped at the usable cores
     assert 'scripts/calc_metrics.py --network' in report and 'train.py --config head3d_tiny' in report
+    assert 'threads=2' in report and '--set num_threads=2' in report     # the same arithmetic on any machine
 
 #----------------------------------------------------------------------------
 # reproduce_table4: every method trains once per seed and each cell is mean +- std over the seeds. The training and
