@@ -90,21 +90,22 @@ class MetricSpec:
     name: str               # registry key, as written on the command line
     label: str              # how the value is reported
     compute: object         # compute(run, spec, split) -> dict or list of dicts (see above)
+    kind: str = None        # the family: 'fd', 'kd', 'pr', 'id', 'id_proxy', 'fidelity', 'consistency3d', 'backview'
     detector: str = None    # feature network of fd/kd/pr metrics
     per_split: bool = False # computed once per view split (all/front/back)
     needs: tuple = ()       # checked before any work: 'dataset' (opened), 'data' (a path), 'teacher', 'face_model'
 
 METRICS = {}
 
-# Decorator: register `compute` under `name`. With nets=(...), one metric per feature network, '{net}' in the name
-# and label replaced by the network's name.
-def register_metric(name, label, nets=None, per_split=False, needs=()):
+# Decorator: register `compute` under `name` (kind: its family, MetricSpec.kind). With nets=(...), one metric per
+# feature network, '{net}' in the name and label replaced by the network's name.
+def register_metric(name, label, kind, nets=None, per_split=False, needs=()):
     def decorator(compute):
         for net in (nets or [None]):
             key = name.format(net=net) if net else name
             if key in METRICS:
                 raise ValueError(f'metric {key!r} is registered twice')
-            METRICS[key] = MetricSpec(key, label.format(net=net) if net else label, compute, net, per_split,
+            METRICS[key] = MetricSpec(key, label.format(net=net) if net else label, compute, kind, net, per_split,
                                       tuple(needs))
         return compute
     return decorator
@@ -166,16 +167,16 @@ def _detector_info(run, spec):
 # The metrics.
 
 # Frechet distance of the split's real and generated features (FID on Inception).
-@register_metric('fd_{net}', 'FD-{net}', nets=BUILTIN_DETECTORS, per_split=True, needs=('dataset',))
-@register_metric('fid', 'FID', nets=('inception',), per_split=True, needs=('dataset',))
+@register_metric('fd_{net}', 'FD-{net}', 'fd', nets=BUILTIN_DETECTORS, per_split=True, needs=('dataset',))
+@register_metric('fid', 'FID', 'fd', nets=('inception',), per_split=True, needs=('dataset',))
 def _frechet(run, spec, split):
     real, gen = run.features(spec, split)
     return dict(value=frechet.frechet_distance_from_features(real, gen), num=int(gen.shape[0]),
                 **_detector_info(run, spec))
 
 # Kernel distance x100 (KID on Inception).
-@register_metric('kd_{net}', 'KD-{net} x100', nets=BUILTIN_DETECTORS, per_split=True, needs=('dataset',))
-@register_metric('kid', 'KID x100', nets=('inception',), per_split=True, needs=('dataset',))
+@register_metric('kd_{net}', 'KD-{net} x100', 'kd', nets=BUILTIN_DETECTORS, per_split=True, needs=('dataset',))
+@register_metric('kid', 'KID x100', 'kd', nets=('inception',), per_split=True, needs=('dataset',))
 def _kernel(run, spec, split):
     real, gen = run.features(spec, split)
     opts = run.opts
@@ -184,8 +185,8 @@ def _kernel(run, spec, split):
     return dict(value=value, num=int(gen.shape[0]), **_detector_info(run, spec))
 
 # Precision and recall (k nearest neighbours) of the same features: two results, one per part.
-@register_metric('pr_{net}', 'Precision/Recall-{net}', nets=BUILTIN_DETECTORS, per_split=True, needs=('dataset',))
-@register_metric('pr', 'Precision/Recall', nets=('inception',), per_split=True, needs=('dataset',))
+@register_metric('pr_{net}', 'Precision/Recall-{net}', 'pr', nets=BUILTIN_DETECTORS, per_split=True, needs=('dataset',))
+@register_metric('pr', 'Precision/Recall', 'pr', nets=('inception',), per_split=True, needs=('dataset',))
 def _precision_recall(run, spec, split):
     real, gen = run.features(spec, split)
     precision, recall = precision_recall.precision_recall(real, gen, k=run.opts.pr_k, device=run.device)
@@ -203,12 +204,12 @@ def _identity(run, embed, name, digest=None):
     _close(bar)
     return dict(value=value, num=opts.id_num, detector=name, detector_digest=digest)
 
-@register_metric('id', 'ID', needs=('teacher', 'face_model'))
+@register_metric('id', 'ID', 'id', needs=('teacher', 'face_model'))
 def _id(run, spec, split):
     embed, digest, name = run.face
     return _identity(run, embed, name, digest)
 
-@register_metric('id_proxy', 'ID-proxy', needs=('teacher',))
+@register_metric('id_proxy', 'ID-proxy', 'id_proxy', needs=('teacher',))
 def _id_proxy(run, spec, split):
     return _identity(run, identity.pixel_embedding, 'pixel-correlation')
 
@@ -217,7 +218,7 @@ def _id_proxy(run, spec, split):
 FIDELITY_LABELS = dict(id_proxy='ID-proxy to teacher, same z', psnr='Frontal PSNR to teacher, same z (dB)',
                        lpips='Frontal LPIPS-VGG to teacher, same z')
 
-@register_metric('fidelity', 'Frontal fidelity', needs=('teacher',))
+@register_metric('fidelity', 'Frontal fidelity', 'fidelity', needs=('teacher',))
 def _fidelity(run, spec, split):
     opts = run.opts
     lpips = identity.load_lpips(run.device)
@@ -236,7 +237,7 @@ def _fidelity(run, spec, split):
     return out
 
 # 3D-consistency PSNR of a radiance field fitted to half of each identity's views.
-@register_metric('consistency3d', '3D-consistency PSNR (dB)')
+@register_metric('consistency3d', '3D-consistency PSNR (dB)', 'consistency3d')
 def _consistency3d(run, spec, split):
     opts = run.opts
     bar = _bar(run.progress, opts.c3d_identities, spec.name)
@@ -249,7 +250,7 @@ def _consistency3d(run, spec, split):
     return dict(value=value, num=opts.c3d_identities)
 
 # View accuracy of the yaw-0 / yaw-180 renders, with the classifier's accuracy on held-out real views.
-@register_metric('backview', 'View accuracy (kNN)', per_split=True, needs=('data',))
+@register_metric('backview', 'View accuracy (kNN)', 'backview', per_split=True, needs=('data',))
 def _backview(run, spec, split):
     rates, real, ref = run.views()
     name = (f'knn{backview.K} on {backview.POOL}x{backview.POOL} px of {ref["num_front"]} front + '

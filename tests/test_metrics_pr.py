@@ -132,13 +132,13 @@ def test_metrics_register_themselves_and_run_by_name(monkeypatch):
     monkeypatch.setattr(metric_main, 'METRICS', dict(metric_main.METRICS))
     seen = []
 
-    @metric_main.register_metric('const_{net}', 'Const-{net}', nets=('a', 'b'))
+    @metric_main.register_metric('const_{net}', 'Const-{net}', 'const', nets=('a', 'b'))
     def _const(run, spec, split):
         seen.append(spec.name)
         return dict(value=len(spec.detector), num=1, detector=spec.detector, extra_key=7)
 
     with pytest.raises(ValueError, match='registered twice'):
-        metric_main.register_metric('const_{net}', 'x', nets=('a',))(_const)
+        metric_main.register_metric('const_{net}', 'x', 'const', nets=('a',))(_const)
     monkeypatch.setattr(metric_main._Run, 'prepare', lambda self, specs, det, face: None)  # no network files
     results = metric_main.run_metrics('const_b', _ColourG())
     assert seen == ['const_b']
@@ -152,6 +152,7 @@ def test_registry_holds_every_documented_metric():
         expected |= {f'fd_{net}', f'kd_{net}', f'pr_{net}'}
     assert set(metric_main.METRICS) == expected
     assert all(spec.compute is not None for spec in metric_main.METRICS.values())
+    assert metric_main.METRICS['fid'].kind == 'fd' and metric_main.METRICS['kd_randconv'].kind == 'kd'
 
 #----------------------------------------------------------------------------
 # Frontal fidelity: the same-z score against the different-z baseline and the real pairs.
