@@ -48,7 +48,13 @@ class TensoRFVM(torch.nn.Module):
         ranks = int(density_rank) + int(app_rank)
         self.planes = torch.nn.Parameter(0.1 * torch.randn([3, ranks, grid, grid], generator=gen))   # [3,R,G,G]
         self.lines = torch.nn.Parameter(0.1 * torch.randn([3, ranks, grid], generator=gen))          # [3,R,G]
+        # The colour basis starts like torch's default Linear (uniform in +-1/sqrt(fan_in)), but drawn from the seeded
+        # generator: the global RNG would make every fit, and so the metric, differ from run to run.
         self.basis = torch.nn.Linear(3 * int(app_rank), 3)
+        bound = 1 / np.sqrt(3 * int(app_rank))
+        with torch.no_grad():
+            self.basis.weight.copy_((torch.rand(self.basis.weight.shape, generator=gen) * 2 - 1) * bound)
+            self.basis.bias.copy_((torch.rand([3], generator=gen) * 2 - 1) * bound)
         self.background = torch.nn.Parameter(torch.zeros(3))  # sigmoid -> 0.5 grey at the start
 
     # Lines [3,R,G] at coordinates [3,M] in [-1,1], linearly interpolated (as a width-1 image for grid_sample).

@@ -82,6 +82,15 @@ def real_indices(dataset, split, max_real=None):
     return idx
 
 #----------------------------------------------------------------------------
+# CPU cores this process may run on (its affinity mask where the OS has one): more loader workers than that only
+# compete for the same cores, and torch warns about it.
+
+def usable_cpus():
+    if hasattr(os, 'sched_getaffinity'):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+#----------------------------------------------------------------------------
 # Features [N,D] float32 of the real images of a split; computed once, then read from the cache.
 # Returns (features, info) with info = dict(cache_path, cache_hit, num).
 
@@ -95,7 +104,7 @@ def real_features(dataset, detector, split, max_real=None, batch=64, workers=0, 
 
     idx = real_indices(dataset, split, max_real)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, idx.tolist()), batch_size=batch,
-                                         shuffle=False, num_workers=int(workers))
+                                         shuffle=False, num_workers=min(int(workers), usable_cpus()))
     chunks = []
     for images, _labels in loader:
         chunks.append(detector(images.to(device)).cpu().numpy())

@@ -3,7 +3,8 @@
 Writes one JSON line per result {metric, label, split, value, num, network, detector, detector_digest, time,
 timestamp} to --out, or by default to metric-<name>.jsonl in the snapshot's folder (the run dir), and prints
 each line. Metrics (metrics/metric_main.py): fid, kid (Inception, needs inception-2015-12-05.pkl; see
-docs/metrics.md), fd_<net>/kd_<net> for the offline networks pixels and randconv, id (needs --teacher and a
+docs/metrics.md), fd_<net>/kd_<net> for the offline networks pixels and randconv, pr / pr_<net> (precision and
+recall, k = 3 nearest neighbours, on Inception / an offline network: two lines per split), id (needs --teacher and a
 TorchScript face model), id_proxy (needs --teacher), consistency3d, backview (view accuracy: do yaw-180 renders
 look like real back views or like a second face; needs --data with front and back views). KID values are x100 as in
 the paper.
@@ -13,6 +14,9 @@ Examples:
 \b
   # FID and KID x100 on front and back views (paper table 3), 50k generated images per split
   python scripts/calc_metrics.py --network runs/head3d --data heads.zip --metrics fid,kid --split front,back
+\b
+  # precision and recall (StyleGAN's pr50k3 protocol, Inception features) on all views
+  python scripts/calc_metrics.py --network runs/head3d --data heads.zip --metrics pr --split all
 \b
   # 3D-consistency PSNR, GRAM-HD protocol (paper table 3)
   python scripts/calc_metrics.py --network runs/head3d --metrics consistency3d
@@ -101,9 +105,9 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
 # Main options
 @click.option('--network',      help='Generator snapshot (G_ema, else G), or a run dir (its latest snapshot)', metavar='PATH', required=True)
 @click.option('--metrics',      help='Comma-separated metrics: ' + ', '.join(metric_main.METRICS), default='fid', show_default=True)
-@click.option('--data',         help='Dataset (folder or zip) for fid/kid/fd/kd/backview', metavar='PATH')
-@click.option('--split',        help='View splits for fid/kid/fd/kd/backview: all, front, back (comma list)', default='all', show_default=True)
-@click.option('--num',          help='Generated images per split (fid/kid/fd/kd); latents for backview', type=click.IntRange(min=2), default=50000, show_default=True)
+@click.option('--data',         help='Dataset (folder or zip) for fid/kid/fd/kd/pr/backview', metavar='PATH')
+@click.option('--split',        help='View splits for fid/kid/fd/kd/pr/backview: all, front, back (comma list)', default='all', show_default=True)
+@click.option('--num',          help='Generated images per split (fid/kid/fd/kd/pr); latents for backview', type=click.IntRange(min=2), default=50000, show_default=True)
 @click.option('--max-real',     help='Real images per split [default: all]', type=click.IntRange(min=2))
 @click.option('--detector',     help='Inception TorchScript file, or a URL to download it [default: the cache]', metavar='PATH|URL')
 @click.option('--teacher',      help='Teacher (face generator) snapshot or run dir for id / id_proxy', metavar='PATH')
@@ -121,16 +125,17 @@ def calc_metrics(network, metrics, data=None, split_list='all', teacher=None, de
 @click.option('--c3d-iters',    help='consistency3d: fitting iterations per identity', type=click.IntRange(min=1), default=3000, show_default=True)
 @click.option('--c3d-rays',     help='consistency3d: rays per fitting iteration', type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option('--c3d-samples',  help='consistency3d: samples per ray', type=click.IntRange(min=2), default=64, show_default=True)
+@click.option('--pr-k',         help='pr: neighbourhood size k of the manifold balls', type=click.IntRange(min=1), default=3, show_default=True)
 # Performance and I/O
 @click.option('--batch',        help='Generator batch size', type=click.IntRange(min=1), default=16, show_default=True)
-@click.option('--workers',      help='Data-loading processes for the real images', type=click.IntRange(min=0), default=3, show_default=True)
+@click.option('--workers',      help='Data-loading processes for the real images (at most the usable cores)', type=click.IntRange(min=0), default=3, show_default=True)
 @click.option('--device',       help='auto, cpu or cuda', default='auto', show_default=True)
 @click.option('--cache',        help='Cache folder for detector files and real-set statistics [default: ~/.cache/head3d/metrics]', metavar='DIR')
 @click.option('--out',          help='JSON lines file for all results [default: metric-<name>.jsonl beside the snapshot]', metavar='FILE')
 def main(network, metrics, data, split, num, max_real, detector, teacher, face_model, back_cond, trunc, seed, num_id,
-         id_crop, c3d_ids, c3d_views, c3d_res, c3d_grid, c3d_iters, c3d_rays, c3d_samples, batch, workers, device, cache,
-         out):
-    """Compute FID/KID (all/front/back), identity consistency and 3D consistency of a generator snapshot."""
+         id_crop, c3d_ids, c3d_views, c3d_res, c3d_grid, c3d_iters, c3d_rays, c3d_samples, pr_k, batch, workers, device,
+         cache, out):
+    """Compute FID/KID and precision/recall (all/front/back), identity consistency and 3D consistency of a generator snapshot."""
     if out is not None:
         check_output_path(out, '--out', kind='file')
     try:
@@ -138,7 +143,8 @@ def main(network, metrics, data, split, num, max_real, detector, teacher, face_m
                      face_model=face_model, cache_dir=cache, out=out, device=device, num=num, max_real=max_real,
                      batch=batch, workers=workers, seed=seed, truncation_psi=trunc, back_conditioning=back_cond,
                      id_num=num_id, id_crop=id_crop, c3d_identities=c3d_ids, c3d_views=c3d_views, c3d_resolution=c3d_res,
-                     c3d_grid=c3d_grid, c3d_iters=c3d_iters, c3d_batch_rays=c3d_rays, c3d_samples=c3d_samples)
+                     c3d_grid=c3d_grid, c3d_iters=c3d_iters, c3d_batch_rays=c3d_rays, c3d_samples=c3d_samples,
+                     pr_k=pr_k)
     except (DetectorError, SnapshotError, ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
 

@@ -27,8 +27,14 @@ import time
 
 import click
 
+from dnnlib.util import check_output_path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUDENT_METRICS = 'fd_randconv,kd_randconv,backview,id_proxy,consistency3d'
+STUDENT_METRICS = 'fd_randconv,kd_randconv,pr_randconv,backview,fidelity,consistency3d'
+# The identity-transfer grid's columns, (stage, yaw in degrees): the teacher's face, both students' faces for the same
+# latent, head3d around the head, and the teacher from behind (its mirror face).
+COMPARE_COLUMNS = (('face', 0), ('head_ft', 0), ('head3d', 0), ('head3d', 90), ('head3d', 180), ('face', 180))
+STAGE_TITLES = dict(face='teacher', head_ft='head_ft', head3d='head3d')
 SNAP_KIMG = 0.2        # a snapshot every 0.2 kimg (~30 s), so Ctrl-C loses little: the rerun resumes from it
 
 #----------------------------------------------------------------------------
@@ -88,6 +94,110 @@ def read_metrics(path):
         return [json.loads(line) for line in f if line.strip()]
 
 #----------------------------------------------------------------------------
+# The identity-transfer grid: one row per seed, the same latent (frontal conditioning) through every stage, in
+# COMPARE_COLUMNS order under a header naming each column. snaps = dict(stage -> snapshot path).
+
+def write_compare_grid(path, snaps, seeds):
+    import numpy as np
+    import PIL.Image
+    import PIL.ImageDraw
+    from training import generate
+    tiles = {}
+    for stage, snap in snaps.items():
+        G = generate.load_generator(snap)
+        yaws = sorted({yaw for name, yaw in COMPARE_COLUMNS if name == stage})
+        out = generate.render_seed_views(G, seeds, [(yaw, 0.0) for yaw in yaws])
+        side = out['image'].shape[-1]
+        images = generate.to_uint8(out['image'].flatten(0, 1)).reshape(len(seeds), len(yaws), side, side, 3)
+        for v, yaw in enumerate(yaws):
+            for i in range(len(seeds)):
+                tiles[(stage, yaw, i)] = images[i, v]
+    res = max(t.shape[0] for t in tiles.values())       # stages of another resolution are resized to the largest
+    grid = np.stack([np.asarray(PIL.Image.fromarray(tiles[(stage, yaw, i)]).resize((res, res), PIL.Image.NEAREST))
+                     for i in range(len(seeds)) for stage, yaw in COMPARE_COLUMNS])
+    body = generate.make_grid(grid, len(seeds), len(COMPARE_COLUMNS))
+    header = PIL.Image.new('RGB', (body.shape[1], 14), 'white')
+    draw = PIL.ImageDraw.Draw(header)
+    for col, (stage, yaw) in enumerate(COMPARE_COLUMNS):
+        draw.text((col * res + 2, 1), f'{STAGE_TITLES[stage]} {yaw}', fill='black')
+    page = PIL.Image.new('RGB', (body.shape[1], body.shape[0] + 14), 'white')
+    page.paste(header, (0, 0))
+    page.paste(PIL.Image.fromarray(body), (0, 14))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    page.save(path)
+
+#----------------------------------------------------------------------------
+# The report's reading of the metrics: identity transfer against its baselines, complete heads against the real
+# ceiling, precision/recall. metric_rows = [(stage, result dict)]; each function returns markdown lines.
+
+def _find(metric_rows, stage, metric, split=None, part=None):
+    for net, row in metric_rows:
+        if net == stage and row['metric'] == metric and row.get('split') == split and row.get('part') == part:
+            return row
+    return None
+
+def _fmt(value, digits=3):
+    return '-' if value is None else f'{value:.{digits}f}'
+
+FIDELITY_PARTS = (('id_proxy', 'ID-proxy (higher = closer)'), ('psnr', 'frontal PSNR, dB (higher = closer)'),
+                  ('lpips', 'LPIPS-VGG (lower = closer)'))
+
+def identity_section(metric_rows):
+    parts = [(p, title) for p, title in FIDELITY_PARTS if _find(metric_rows, 'head3d', 'fidelity', part=p)]
+    if not parts:
+        return []
+    get = lambda stage, p, key='value': (_find(metric_rows, stage, 'fidelity', part=p) or {}).get(key)
+    md = ['## Identity transfer: the teacher\'s face for the same latent', '',
+          'Frontal renders (yaw 0, frontal conditioning) of the same latents by the teacher and by each student. '
+          'A score alone says little, so it is read against two references: the **different-z baseline** (the teacher against '
+          'itself with other latents: unrelated faces of this world) and the **real** pairs of heads.zip (the two most '
+          'frontal views of one identity, 15 degrees apart at 24 views per identity, vs the most frontal views of two '
+          'identities).', '',
+          '| pair | ' + ' | '.join(title for _, title in parts) + ' |', '|---|' + '---|' * len(parts)]
+    table = [('head_ft vs teacher, same z', 'head_ft', 'value'), ('head3d vs teacher, same z', 'head3d', 'value'),
+             ('teacher vs teacher, other z (baseline)', 'head3d', 'baseline'),
+             ('real: one identity, its two most frontal views', 'head3d', 'real_value'),
+             ('real: two identities, their most frontal views', 'head3d', 'real_baseline')]
+    for title, stage, key in table:
+        cells = [_fmt(get(stage, p, key), 2 if p == 'psnr' else 3) for p, _ in parts]
+        md.append(f'| {title} | ' + ' | '.join(cells) + ' |')
+    lift = lambda stage: get(stage, 'id_proxy') - get(stage, 'id_proxy', 'baseline')
+    real_gap = (get('head3d', 'id_proxy', 'real_value') or 0) - (get('head3d', 'id_proxy', 'real_baseline') or 0)
+    md += ['', f'ID-proxy above the different-z baseline: head3d {lift("head3d"):+.3f}, head_ft {lift("head_ft"):+.3f} '
+           f'(real same identity above two identities: {real_gap:+.3f}). Samples: '
+           f'{get("head3d", "id_proxy", "num")} latents. LPIPS-VGG appears only when torchvision\'s VGG16 weights '
+           'are on disk (nothing is downloaded).', '']
+    return md
+
+def heads_section(metric_rows):
+    rows = [(STAGE_TITLES[s], _find(metric_rows, s, 'backview', 'back')) for s in ('face', 'head_ft', 'head3d')]
+    if not any(r for _, r in rows):
+        return []
+    md = ['## Complete heads: what the back of the head looks like', '',
+          'View accuracy (kNN) of yaw-180 renders: the fraction classified as real back views (hair), not as a face. '
+          'A mirror face scores near 0; the ceiling is the same classifier on real back views of held-out identities.',
+          '', '| network | back-view accuracy | samples |', '|---|---|---|']
+    md += [f'| {title} | {_fmt(r["value"])} | {r["num"]} |' for title, r in rows if r]
+    real = next((r.get('real_value') for _, r in rows if r), None)
+    md += [f'| real back views (ceiling) | {_fmt(real)} | - |', '']
+    return md
+
+def pr_section(metric_rows):
+    rows = []
+    for stage, data in (('face', 'faces.zip'), ('head_ft', 'heads.zip'), ('head3d', 'heads.zip')):
+        p = _find(metric_rows, stage, 'pr_randconv', 'all', 'precision')
+        r = _find(metric_rows, stage, 'pr_randconv', 'all', 'recall')
+        if p and r:
+            rows.append(f'| {STAGE_TITLES[stage]} | {data} | {_fmt(p["value"])} | {_fmt(r["value"])} | {p["num"]} |')
+    if not rows:
+        return []
+    return ['## Precision and recall (blur vs variety)', '',
+            'k-NN manifold precision / recall (k = 3, Kynkaenniemi et al. 2019) in the randconv feature space, '
+            'all views: precision = share of generated images inside the real set\'s manifold (low = unrealistic or blurry), '
+            'recall = share of real images covered by the generated manifold (low = too little variety).', '',
+            '| network | real set | precision | recall | generated |', '|---|---|---|---|---|'] + rows + ['']
+
+#----------------------------------------------------------------------------
 # Write report.md and report.html: images, per-stage time, final losses and metrics.
 
 def write_report(outdir, timings, commands, stage_runs, metric_rows, images, settings):
@@ -102,18 +212,21 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
         md.append(f'| {name} | {timings.get(name, 0.0):.1f} | {os.path.relpath(run_dir, outdir) if run_dir else "-"} '
                   f'| {loss_text} |')
     md += ['', 'A stage that was already finished by an earlier invocation shows only the time to confirm it.', '']
+    md += identity_section(metric_rows) + heads_section(metric_rows) + pr_section(metric_rows)
     md += ['## Metrics (offline)', '', '| network | metric | split | value | samples |', '|---|---|---|---|---|']
     real_rows = {}
     for net, row in metric_rows:
         md.append(f'| {net} | {row.get("label", row.get("metric"))} | {row.get("split") or "-"} | '
                   f'{row["value"]:.4g} | {row.get("num", "-")} |')
-        if row.get('real_value') is not None:
+        if row.get('real_value') is not None and row['metric'] == 'backview':
             real_rows[(row.get('label'), row.get('split'))] = row['real_value']
     for (label, split), value in real_rows.items():     # the ceiling of the view classifier: real views held out
         md.append(f'| real views (held out) | {label} | {split or "-"} | {value:.4g} | - |')
     md += ['', 'FD-/KD-<net> are Frechet / kernel distances in the feature space of the named offline network, '
            'not FID/KID (the Inception detector is not available offline; see docs/metrics.md). KD is x100. '
-           'ID-proxy compares teacher and student frontal renders of the same seeds. 3D consistency is the PSNR of '
+           'Precision/Recall-randconv: k-NN manifolds in the same space (face teacher: against faces.zip). '
+           'The "to teacher, same z" rows compare teacher and student frontal renders of the same latents (baselines in '
+           'the identity table above). 3D consistency is the PSNR of '
            'a radiance field fitted to half of the views, on the other half. View accuracy (kNN): the fraction of '
            'renders at yaw 180 (split back) / yaw 0 (split front) whose 5 nearest real views (8x8 pixels) are back / '
            'front views, one 3D head per latent (frontal conditioning); a mirror face scores 0 on back. The face '
@@ -185,15 +298,21 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.2, show_default=True)
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
-def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed):
+@click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores)', type=click.IntRange(min=0), default=2, show_default=True)
+def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed, threads):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""
-    from dnnlib.util import check_output_path
     check_output_path(outdir, '--outdir')
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     py = sys.executable
     timings, commands, runs = {}, [], {}
     t_start = time.time()
+    # The arithmetic of torch's CPU kernels depends on the thread count, not on the cores: a fixed count gives the
+    # same networks and numbers on a 1-core and a 2-core machine (measured, README). Every stage inherits it.
+    train_threads = []
+    if threads:
+        os.environ['OMP_NUM_THREADS'] = str(threads)
+        train_threads = ['--set', f'num_threads={threads}']
 
     # 1. The synthetic world (kept once complete: identities.json is written last).
     world = os.path.join(outdir, 'world')
@@ -209,22 +328,36 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
     # 2-4. The three training stages; each rerun resumes its run dir (a finished one returns at once).
     face_dir, ft_dir, h3_dir = (os.path.join(outdir, n) for n in ('face', 'head_ft', 'head3d'))
     run_stage('face', [py, 'train.py', '--config', 'face_tiny', '--data', faces_zip, '--outdir', face_dir,
-                       '--kimg', face_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
+                       '--kimg', face_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + train_threads,
+              timings, commands)
     runs['face'] = face_dir
     teacher = latest_snapshot(face_dir)
     run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
-                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
+                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}']
+                          + train_threads, timings, commands)
     runs['head_ft'] = ft_dir
     head_ft = latest_snapshot(ft_dir)
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
                          '--teacher', teacher, '--init', head_ft, '--outdir', h3_dir, '--kimg', head3d_kimg,
-                         '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'], timings, commands)
+                         '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + train_threads, timings, commands)
     runs['head3d'] = h3_dir
     student = latest_snapshot(h3_dir)
 
     # 5. Samples: multi-view grids of every stage, a 360-degree orbit video and a coloured mesh of the student.
     samples = os.path.join(outdir, 'samples')
     images = []
+    # First the identity-transfer grid (rendered here, in this process): the result in one picture.
+    t0 = time.time()
+    compare = os.path.join(samples, 'compare.png')
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    write_compare_grid(compare, dict(face=teacher, head_ft=head_ft, head3d=student), seeds=list(range(6)))
+    timings['samples'] = timings.get('samples', 0.0) + time.time() - t0
+    commands.append(('samples', '# samples/compare.png: rendered by scripts/demo.py itself (write_compare_grid)'))
+    images.append(('identity transfer and complete heads, seeds 0-5 (rows), the same latent in every column: teacher '
+                   'yaw 0 | head_ft yaw 0 | head3d yaw 0 | head3d yaw 90 | head3d yaw 180 | teacher yaw 180 (its '
+                   'mirror face)', os.path.relpath(compare, outdir)))
     view_spec = 'yaw:0,45,90,135,180,-90'
     for name, snap in (('face', teacher), ('head_ft', head_ft), ('head3d', student)):
         sub = os.path.join(samples, name)
@@ -253,24 +386,26 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
     if os.path.exists(metrics_file):
         os.remove(metrics_file)    # the report shows this invocation's values only
     metric_rows = []
-    # The teacher: view accuracy only (its back view is the mirror face that Head3D removes).
-    # One calc_metrics call per network: its features and renders are shared between metrics.
+    # The teacher: view accuracy (its back view is the mirror face that Head3D removes) and precision/recall against
+    # its own faces set. One calc_metrics call per network and dataset: features and renders are shared between metrics.
     c3d = ['--c3d-ids', 2, '--c3d-views', 24, '--c3d-res', 32, '--c3d-grid', 32, '--c3d-iters', 150, '--c3d-rays', 1024,
            '--c3d-samples', 24]
-    for name, snap, metrics, extra in (('face', teacher, 'backview', []),
-                                       ('head_ft', head_ft, STUDENT_METRICS, ['--teacher', teacher] + c3d),
-                                       ('head3d', student, STUDENT_METRICS, ['--teacher', teacher] + c3d)):
-        out = os.path.join(outdir, f'metrics-{name}.jsonl')
+    jobs = (('face', 'face', teacher, 'backview', heads_zip, 'all,front,back', []),
+            ('face', 'face-faces', teacher, 'pr_randconv', faces_zip, 'all', []),
+            ('head_ft', 'head_ft', head_ft, STUDENT_METRICS, heads_zip, 'all,front,back', ['--teacher', teacher] + c3d),
+            ('head3d', 'head3d', student, STUDENT_METRICS, heads_zip, 'all,front,back', ['--teacher', teacher] + c3d))
+    for name, tag, snap, metrics, data, split, extra in jobs:
+        out = os.path.join(outdir, f'metrics-{tag}.jsonl')
         if os.path.exists(out):
             os.remove(out)
-        run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads_zip, '--metrics', metrics,
-                              '--split', 'all,front,back', '--num', metric_num, '--num-id', metric_num] + extra +
+        run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', data, '--metrics', metrics,
+                              '--split', split, '--num', metric_num, '--num-id', metric_num] + extra +
                              ['--out', out, '--device', 'cpu'], timings, commands)
         metric_rows += [(name, row) for row in read_metrics(out)]
 
     # 7. Report.
     settings = dict(faces=faces, head_ids=head_ids, views=views, face_kimg=face_kimg, head_ft_kimg=head_ft_kimg,
-                    head3d_kimg=head3d_kimg, seed=seed)
+                    head3d_kimg=head3d_kimg, seed=seed, threads=threads or 'all cores')
     write_report(outdir, timings, commands, runs, metric_rows, images, settings)
     print(f'\nDone in {time.time() - t_start:.0f} s. Report: {os.path.join(outdir, "report.md")} (and report.html)')
 

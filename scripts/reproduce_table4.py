@@ -1,16 +1,19 @@
-"""A miniature reproduction of the paper's table 4 on the synthetic world: Head3D vs DFT vs Head3D without L_kd.
+"""A miniature reproduction of the paper's table 4 on the synthetic world: Head3D vs DFT vs Head3D without L_kd
+(and, with --methods, the other ablations the presets support), each over several training seeds.
 
     python scripts/demo.py --outdir runs/demo                                   # once: world, teacher, head_ft
-    python scripts/reproduce_table4.py --demo-dir runs/demo --outdir runs/table4 --kimg 2
+    python scripts/reproduce_table4.py --demo-dir runs/demo --outdir runs/table4 --kimg 2 --seeds 0-2
 
 Each method trains from the same starting point (the demo's face teacher and stage-1 head_ft snapshot) for the
-same number of images with the same seed, through train.py (each run dir resumes when rerun). The table has the
-paper's layout (rows: methods; columns: a distance to the real heads, its kernel version x100, and identity
-consistency with the teacher) computed with the metrics that work offline: FD/KD in the feature space of a fixed
-random conv net (FD-randconv / KD-randconv, not FID/KID) on all views and on back views, and ID-proxy (pixel
+same number of images once per training seed, through train.py (each run dir, <outdir>/<preset>/seed<N>, resumes
+when rerun). Every cell is the mean +- the sample standard deviation over the seeds (the metrics' own latents
+and cameras stay fixed, --metric-seed), so a difference between rows can be read against the seed noise.
+The table has the paper's layout (rows: methods; columns: a distance to the real heads, its kernel version x100,
+and identity consistency with the teacher) computed with the metrics that work offline: FD/KD in the feature space
+of a fixed random conv net (FD-randconv / KD-randconv, not FID/KID) on all views and on back views, and ID-proxy (pixel
 likeness of the teacher's and the student's frontal renders of the same latents, not ArcFace), plus one column the
 paper does not have: the view accuracy of the back views (metrics/backview.py: 0 for a mirror face). The table is
-printed, and written as table4.md and table4.json in --outdir together with the run time.
+printed, and written as table4.md and table4.json (per-seed values too) in --outdir together with the run time.
 """
 
 import json
@@ -20,14 +23,28 @@ import sys
 import time
 
 import click
+import numpy as np
+
+from dnnlib.util import check_output_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 METHODS = [                                         # (row label, preset, the snapshot it starts from)
-    ('Ours (Head3D)',  'head3d_tiny',       'head_ft'),
-    ('DFT',            'dft_tiny',          'face'),
-    ('W/O L_kd',       'head3d_no_kd_tiny', 'head_ft'),
+    ('Ours (Head3D)',       'head3d_tiny',              'head_ft'),
+    ('DFT',                 'dft_tiny',                 'face'),
+    ('W/O L_kd',            'head3d_no_kd_tiny',        'head_ft'),
+    ('W/O GAN_front',       'head3d_no_gan_front_tiny', 'head_ft'),
+    ('W/O L_img',           'head3d_no_img_tiny',       'head_ft'),
+    ('All planes',          'head3d_all_planes_tiny',   'head_ft'),
+    ('Single D',            'head3d_single_d_tiny',     'head_ft'),
 ]
+PAPER_METHODS = ('head3d_tiny', 'dft_tiny', 'head3d_no_kd_tiny')     # the default rows: the paper's table 4
+# (column key, header, metric, split): lower is better for FD/KD, higher for ID-proxy and view accuracy.
+COLUMNS = [('fd_all', 'FD-randconv all', 'fd_randconv', 'all'),
+           ('kd_all', 'KD-randconv x100 all', 'kd_randconv', 'all'),
+           ('fd_back', 'FD-randconv back', 'fd_randconv', 'back'),
+           ('kd_back', 'KD-randconv x100 back', 'kd_randconv', 'back'),
+           ('id_proxy', 'ID-proxy', 'id_proxy', None), ('view_back', 'view accuracy back', 'backview', 'back')]
 
 #----------------------------------------------------------------------------
 # Run a command from the repository root; a failure stops the script naming the command.
@@ -49,20 +66,69 @@ def newest(run_dir, what):
     return snap
 
 #----------------------------------------------------------------------------
+# Parse '0-2' or '0,3,5' into a list of distinct training seeds.
+
+def parse_seeds(text):
+    from training.generate import parse_range
+    try:
+        seeds = parse_range(text)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint='--seeds') from None
+    return list(dict.fromkeys(seeds))
+
+# Parse 'paper', 'all' or a comma list of presets into METHODS rows.
+def parse_methods(text):
+    if text == 'paper':
+        return [m for m in METHODS if m[1] in PAPER_METHODS]
+    if text == 'all':
+        return list(METHODS)
+    by_preset = {m[1]: m for m in METHODS}
+    names = [n.strip() for n in text.split(',') if n.strip()]
+    unknown = [n for n in names if n not in by_preset]
+    if unknown or not names:
+        raise click.BadParameter(f'unknown method(s) {", ".join(unknown) or "(none)"}; choose paper, all or presets '
+                                 f'from {", ".join(by_preset)}', param_hint='--methods')
+    return [by_preset[n] for n in dict.fromkeys(names)]
+
+#----------------------------------------------------------------------------
+# One method's cells over its seeds: dict(key -> (mean, std, n)); std is the sample standard deviation (ddof 1),
+# None with a single seed; a column that no seed produced is (None, None, 0).
+
+def aggregate(per_seed):
+    cells = {}
+    for key, *_ in COLUMNS:
+        values = np.array([v[key] for v in per_seed if v.get(key) is not None], dtype=np.float64)
+        if values.size == 0:
+            cells[key] = (None, None, 0)
+        else:
+            std = float(values.std(ddof=1)) if values.size > 1 else None
+            cells[key] = (float(values.mean()), std, int(values.size))
+    return cells
+
+# 'mean +- std' of one cell.
+def format_cell(cell):
+    mean, std, _n = cell
+    if mean is None:
+        return '-'
+    return f'{mean:.3f}' if std is None else f'{mean:.3f} +- {std:.3f}'
+
+#----------------------------------------------------------------------------
 
 @click.command()
-@click.option('--demo-dir', help='Output of scripts/demo.py (world/, face/, head_ft/)', default='runs/demo', show_default=True)
-@click.option('--outdir',   help='Where the three runs and the table go', default='runs/table4', show_default=True)
-@click.option('--kimg',     help='Training length of each method', type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
-@click.option('--num',      help='Generated images per metric split', type=click.IntRange(min=16), default=200, show_default=True)
-@click.option('--num-id',   help='Latents for ID-proxy', type=click.IntRange(min=4), default=200, show_default=True)
-@click.option('--seed',     help='Seed of every run', type=click.IntRange(min=0), default=0, show_default=True)
-def main(demo_dir, outdir, kimg, num, num_id, seed):
-    """Head3D vs DFT vs "without L_kd" on the synthetic world, in the layout of the paper's table 4."""
-    from dnnlib.util import check_output_path
+@click.option('--demo-dir',    help='Output of scripts/demo.py (world/, face/, head_ft/)', default='runs/demo', show_default=True)
+@click.option('--outdir',      help='Where the runs and the table go', default='runs/table4', show_default=True)
+@click.option('--methods',     help='paper (Head3D, DFT, W/O L_kd), all, or a comma list of presets', default='paper', show_default=True)
+@click.option('--seeds',       help='Training seeds of every method (e.g. 0-2)', default='0-2', show_default=True)
+@click.option('--kimg',        help='Training length of each run', type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
+@click.option('--num',         help='Generated images per metric split', type=click.IntRange(min=16), default=200, show_default=True)
+@click.option('--num-id',      help='Latents for ID-proxy', type=click.IntRange(min=4), default=200, show_default=True)
+@click.option('--metric-seed', help='Seed of the metrics\' latents and cameras (the same for every run)', type=click.IntRange(min=0), default=0, show_default=True)
+def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
+    """Head3D vs DFT vs "without L_kd" (and other ablations) on the synthetic world, mean +- std over training seeds."""
     check_output_path(outdir, '--outdir')
     t0 = time.time()
     py = sys.executable
+    methods, seeds = parse_methods(methods), parse_seeds(seeds)
     faces, heads = (os.path.join(demo_dir, 'world', n) for n in ('faces.zip', 'heads.zip'))
     for path in (faces, heads):
         if not os.path.isfile(path):
@@ -72,48 +138,49 @@ def main(demo_dir, outdir, kimg, num, num_id, seed):
     os.makedirs(outdir, exist_ok=True)
 
     rows = []
-    for label, preset, start in METHODS:
-        run_dir = os.path.join(outdir, preset)
-        cmd = [py, 'train.py', '--config', preset, '--faces', faces, '--heads', heads, '--init', starts[start],
-               '--outdir', run_dir, '--kimg', kimg, '--seed', seed]
-        if preset.startswith('head3d'):
-            cmd += ['--teacher', starts['face']]
-        run(cmd)
-        out = os.path.join(run_dir, 'table4-metrics.jsonl')
-        if os.path.exists(out):
-            os.remove(out)
-        run([py, 'scripts/calc_metrics.py', '--network', run_dir, '--data', heads, '--teacher', starts['face'],
-             '--metrics', 'fd_randconv,kd_randconv,id_proxy,backview', '--split', 'all,back', '--num', num,
-             '--num-id', num_id, '--out', out, '--device', 'cpu', '--seed', seed])
-        with open(out) as f:
-            results = [json.loads(line) for line in f if line.strip()]
-        value = {(r['metric'], r.get('split')): r['value'] for r in results}
-        rows.append(dict(method=label, preset=preset, run_dir=run_dir,
-                         fd_all=value.get(('fd_randconv', 'all')), kd_all=value.get(('kd_randconv', 'all')),
-                         fd_back=value.get(('fd_randconv', 'back')), kd_back=value.get(('kd_randconv', 'back')),
-                         id_proxy=value.get(('id_proxy', None)),
-                         view_back=value.get(('backview', 'back'))))
+    for label, preset, start in methods:
+        per_seed = []
+        for seed in seeds:
+            run_dir = os.path.join(outdir, preset, f'seed{seed}')
+            cmd = [py, 'train.py', '--config', preset, '--faces', faces, '--heads', heads, '--init', starts[start],
+                   '--outdir', run_dir, '--kimg', kimg, '--seed', seed]
+            if preset.startswith('head3d'):
+                cmd += ['--teacher', starts['face']]
+            run(cmd)
+            out = os.path.join(run_dir, 'table4-metrics.jsonl')
+            if os.path.exists(out):
+                os.remove(out)
+            run([py, 'scripts/calc_metrics.py', '--network', run_dir, '--data', heads, '--teacher', starts['face'],
+                 '--metrics', 'fd_randconv,kd_randconv,id_proxy,backview', '--split', 'all,back', '--num', num,
+                 '--num-id', num_id, '--out', out, '--device', 'cpu', '--seed', metric_seed])
+            with open(out) as f:
+                results = [json.loads(line) for line in f if line.strip()]
+            value = {(r['metric'], r.get('split')): r['value'] for r in results}
+            per_seed.append(dict(seed=seed, run_dir=run_dir,
+                                 **{key: value.get((metric, split)) for key, _, metric, split in COLUMNS}))
+        rows.append(dict(method=label, preset=preset, seeds=per_seed, cells=aggregate(per_seed)))
 
     minutes = (time.time() - t0) / 60
-    fmt = lambda v: '-' if v is None else f'{v:.3f}'
-    lines = [f'Table 4 (miniature, synthetic world, {kimg:g} kimg per method, {num} samples per split, '
-             f'{num_id} latents for ID-proxy; run time {minutes:.1f} min)', '',
-             '| method | FD-randconv all | KD-randconv x100 all | FD-randconv back | KD-randconv x100 back | ID-proxy '
-             '| view accuracy back |',
-             '|---|---|---|---|---|---|---|']
+    lines = [f'Table 4 (miniature, synthetic world, {kimg:g} kimg per run, {len(seeds)} training seed(s) per method '
+             f'({",".join(map(str, seeds))}), {num} samples per split, {num_id} latents for ID-proxy; '
+             f'run time {minutes:.1f} min)', '',
+             '| method | ' + ' | '.join(header for _, header, _, _ in COLUMNS) + ' |',
+             '|---|' + '---|' * len(COLUMNS)]
     for r in rows:
-        lines.append(f'| {r["method"]} | {fmt(r["fd_all"])} | {fmt(r["kd_all"])} | {fmt(r["fd_back"])} | '
-                     f'{fmt(r["kd_back"])} | {fmt(r["id_proxy"])} | {fmt(r["view_back"])} |')
-    lines += ['', 'Lower is better for FD/KD, higher for ID-proxy and view accuracy. FD/KD-randconv use a fixed random '
-              'conv net, not Inception: compare rows with each other, not with the paper\'s FID/KID values. The last '
-              'column is not in the paper: the fraction of yaw-180 renders whose nearest real views are back views '
-              '(metrics/backview.py; a mirror face scores 0).']
+        lines.append(f'| {r["method"]} | ' + ' | '.join(format_cell(r['cells'][key]) for key, *_ in COLUMNS) + ' |')
+    lines += ['', 'Each cell: mean +- sample standard deviation over the training seeds (metrics on the same latents '
+              'and cameras). Lower is better for FD/KD, higher for ID-proxy and view accuracy. FD/KD-randconv use a '
+              'fixed random conv net, not Inception: compare rows with each other, not with the paper\'s FID/KID '
+              'values. The last column is not in the paper: the fraction of yaw-180 renders whose nearest real views '
+              'are back views (metrics/backview.py; a mirror face scores 0).']
     text = '\n'.join(lines)
     print('\n' + text)
     with open(os.path.join(outdir, 'table4.md'), 'w') as f:
         f.write(text + '\n')
     with open(os.path.join(outdir, 'table4.json'), 'w') as f:
-        json.dump(dict(kimg=kimg, num=num, num_id=num_id, seed=seed, minutes=minutes, rows=rows), f, indent=1)
+        json.dump(dict(kimg=kimg, num=num, num_id=num_id, seeds=seeds, metric_seed=metric_seed, minutes=minutes,
+                       rows=[dict(r, cells={k: dict(zip(('mean', 'std', 'n'), c)) for k, c in r['cells'].items()})
+                             for r in rows]), f, indent=1)
 
 
 if __name__ == '__main__':

@@ -1,11 +1,13 @@
 """The main job, scripts/demo.py, end to end at toy lengths: every stage runs through its CLI and the report holds
-the stage table, the metrics (with the view accuracy and its real-view ceiling) and the samples."""
+the stage table, the identity-transfer grid and table (with the different-z baseline and the real pairs), the
+back-view accuracy with its real ceiling, precision/recall, the metrics and the samples."""
 
 import os
 import subprocess
 import sys
 
 import pytest
+from _scripts import load_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,12 +29,117 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
         assert (out / name / 'snapshot-0000000008.pt').is_file()
         assert (out / 'samples' / name / 'grid.png').is_file()
         assert f'![{name}: seeds 0-5' in report
+    assert (out / 'samples' / 'compare.png').is_file() and '](samples/compare.png)' in report
     assert list((out / 'samples' / 'video').glob('orbit_image_seed0000-0003.mp4'))
     # Two training steps leave no surface at the default iso level: the mesh is then reported as not written.
     assert 'samples/shapes/seed0000.ply' in report or 'coloured mesh: not written' in report
     rows = [line for line in report.splitlines() if line.startswith('| ')]
     for net in ('face', 'head_ft', 'head3d', 'real views (held out)'):
         assert any(line.startswith(f'| {net} | View accuracy (kNN) | back |') for line in rows), net
-    for label in ('FD-randconv', 'KD-randconv x100', 'ID-proxy', '3D-consistency PSNR (dB)'):
+    for label in ('FD-randconv', 'KD-randconv x100', 'Precision-randconv', 'Recall-randconv',
+                  'ID-proxy to teacher, same z', 'Frontal PSNR to teacher, same z (dB)', '3D-consistency PSNR (dB)'):
         assert any(line.startswith(f'| head3d | {label} |') for line in rows), label
+    # The reading of the result: identity against its baselines, backs against the real ceiling, blur vs variety.
+    for line in ('| head3d vs teacher, same z |', '| teacher vs teacher, other z (baseline) |',
+                 '| real: one identity, its two most frontal views |', '| real back views (ceiling) |'):
+        assert any(row.startswith(line) for row in rows), line
+    for net, data in (('teacher', 'faces.zip'), ('head_ft', 'heads.zip'), ('head3d', 'heads.zip')):
+        assert any(row.startswith(f'| {net} | {data} |') for row in rows), net
+    assert 'worker processes' not in res.stderr     # loader workers are capped at the usable cores
     assert 'scripts/calc_metrics.py --network' in report and 'train.py --config head3d_tiny' in report
+    assert 'threads=2' in report and '--set num_threads=2' in report     # the same arithmetic on any machine
+
+#----------------------------------------------------------------------------
+# reproduce_table4: every method trains once per seed and each cell is mean +- std over the seeds. The training and
+# metric commands are recorded instead of run (a real toy run is what test_demo_runs_every_stage... does for the
+# stages); their metric lines are made up so that the aggregation can be checked exactly.
+
+def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    t4 = load_program('scripts/reproduce_table4.py')
+    demo = tmp_path / 'demo'
+    for name in ('world/faces.zip', 'world/heads.zip', 'face/snapshot-0000000008.pt', 'head_ft/snapshot-0000000008.pt'):
+        (demo / name).parent.mkdir(parents=True, exist_ok=True)
+        (demo / name).write_bytes(b'')
+    commands = []
+
+    def fake_run(cmd):
+        cmd = [str(c) for c in cmd]
+        commands.append(cmd)
+        if 'train.py' in cmd:
+            os.makedirs(cmd[cmd.index('--outdir') + 1])
+        if 'scripts/calc_metrics.py' in cmd:
+            out, run_dir = cmd[cmd.index('--out') + 1], cmd[cmd.index('--network') + 1]
+            seed = int(run_dir.rsplit('seed', 1)[1])
+            bump = 1.0 if 'dft' in run_dir else 0.0
+            with open(out, 'w') as f:
+                for metric, split in (('fd_randconv', 'all'), ('kd_randconv', 'all'), ('fd_randconv', 'back'),
+                                      ('kd_randconv', 'back'), ('id_proxy', None), ('backview', 'back')):
+                    f.write(json.dumps(dict(metric=metric, split=split, value=seed + bump)) + '\n')
+    monkeypatch.setattr(t4, 'run', fake_run)
+    out = tmp_path / 'table4'
+    res = CliRunner().invoke(t4.main, ['--demo-dir', str(demo), '--outdir', str(out), '--seeds', '0-2',
+                                       '--methods', 'head3d_tiny,dft_tiny', '--kimg', '0.01'])
+    assert res.exit_code == 0, res.output
+    trains = [c for c in commands if 'train.py' in c]
+    assert [(c[c.index('--config') + 1], c[c.index('--seed') + 1]) for c in trains] == [
+        ('head3d_tiny', '0'), ('head3d_tiny', '1'), ('head3d_tiny', '2'), ('dft_tiny', '0'), ('dft_tiny', '1'),
+        ('dft_tiny', '2')]
+    assert len({c[c.index('--outdir') + 1] for c in trains}) == 6            # one run dir per method and seed
+    metrics = [c for c in commands if 'scripts/calc_metrics.py' in c]
+    assert {c[c.index('--seed') + 1] for c in metrics} == {'0'}             # the metrics' latents stay fixed
+    table = (out / 'table4.md').read_text()
+    # values 0, 1, 2 -> mean 1, sample std 1; DFT's are one higher.
+    assert '| Ours (Head3D) | 1.000 +- 1.000 |' in table and '| DFT | 2.000 +- 1.000 |' in table
+    saved = json.loads((out / 'table4.json').read_text())
+    assert saved['seeds'] == [0, 1, 2] and saved['rows'][0]['cells']['id_proxy'] == dict(mean=1.0, std=1.0, n=3)
+    assert len(saved['rows'][1]['seeds']) == 3
+
+def test_table4_rejects_unknown_methods_and_bad_seeds(tmp_path):
+    from click.testing import CliRunner
+
+    t4 = load_program('scripts/reproduce_table4.py')
+    res = CliRunner().invoke(t4.main, ['--methods', 'head3d_tiny,nope', '--demo-dir', str(tmp_path)])
+    assert res.exit_code != 0 and 'nope' in res.output
+    res = CliRunner().invoke(t4.main, ['--seeds', '3-1', '--demo-dir', str(tmp_path)])
+    assert res.exit_code != 0 and '--seeds' in res.output
+    assert t4.aggregate([dict(fd_all=2.0)])['fd_all'] == (2.0, None, 1)
+    assert t4.format_cell((2.0, None, 1)) == '2.000' and t4.format_cell((None, None, 0)) == '-'
+
+#----------------------------------------------------------------------------
+# train_teacher's export: G_ema and D only, plain data, its sha256; a failed export leaves an earlier file as it was.
+
+def test_teacher_export_keeps_g_ema_and_d_only_and_never_loses_an_earlier_file(tmp_path):
+    import hashlib
+
+    import click
+    import torch
+
+    train_teacher = load_program('scripts/train_teacher.py')
+    from training import snapshot
+    from training.networks import build_preset
+    torch.manual_seed(0)
+    G, D = build_preset('tiny')
+    src = str(tmp_path / 'run' / 'snapshot-0000008000.pt')
+    snapshot.save_snapshot(src, {'G': G, 'G_ema': G, 'D': D}, cur_nimg=8000, optimizer={'step': torch.tensor(3)})
+    dst = str(tmp_path / 'weights' / 'face_world.pt')
+    os.makedirs(os.path.dirname(dst))
+    info = train_teacher.export_teacher(src, dst, config={'kimg': 8.0})
+    data = torch.load(dst, weights_only=True)
+    assert set(data['nets']) == {'G_ema', 'D'} and 'optimizer' not in data and data['kimg'] == 8.0
+    assert data['config'] == {'kimg': 8.0}
+    with open(dst, 'rb') as f:
+        assert info['sha256'] == hashlib.sha256(f.read()).hexdigest()
+    train_teacher.write_readme(str(tmp_path / 'weights' / 'README.md'), info, 'python scripts/train_teacher.py',
+                               ['python train.py --config face_world'])
+    assert info['sha256'] in (tmp_path / 'weights' / 'README.md').read_text()
+
+    # Over the size limit: an error, the earlier file unchanged, nothing half-written left beside it.
+    before = open(dst, 'rb').read()
+    with pytest.raises(click.ClickException, match='limit'):
+        train_teacher.export_teacher(src, dst, config={}, max_bytes=1000)
+    assert open(dst, 'rb').read() == before
+    assert sorted(os.listdir(os.path.dirname(dst))) == ['README.md', 'face_world.pt']

@@ -69,3 +69,15 @@ def test_metrics_run_on_the_tiny_generator(tmp_path, one_thread):
     assert by_name['id_proxy']['value'] == pytest.approx(1.0, abs=1e-4)   # a generator against itself
 
 #----------------------------------------------------------------------------
+
+# The fit is a function of its seed only: the global RNG (untouched by the metric) does not change it.
+def test_fit_repeats_exactly_for_a_seed(one_thread):
+    labels = c3.sphere_views(6, 20.0, seed=0)
+    images = torch.rand([6, 3, 8, 8], generator=torch.Generator().manual_seed(0)) * 2 - 1
+    fields = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        fields.append(c3.fit_field(images, labels, 1.5, 3.5, grid=8, iters=2, batch_rays=64, samples=4,
+                                   seed=0))
+    for (key, a), (_, b) in zip(fields[0].state_dict().items(), fields[1].state_dict().items()):
+        assert torch.equal(a, b), key

@@ -106,7 +106,7 @@ def test_snapshots_in_the_wrong_role_are_clear_errors(world, face_run, tmp_path)
                  trained, "network 'G'", 'tensor')
     assert err.count('backbone.') == 1
     # a corrupt snapshot in calc_metrics.py
-    from scripts.calc_metrics import main as calc_main
+    calc_main = load_program('scripts/calc_metrics.py').main
     corrupt = tmp_path / 'corrupt.pt'
     corrupt.write_bytes(open(trained, 'rb').read()[:5000])
     res = CliRunner().invoke(calc_main, ['--network', str(corrupt), '--metrics', 'fd_pixels', '--data', world['faces'],
