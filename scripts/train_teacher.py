@@ -25,8 +25,7 @@ import sys
 
 import click
 
-from training.checkpoint import latest_snapshot
-from training.config import read_saved_config
+from training.checkpoint import latest_snapshot, latest_snapshot_config
 from training.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,7 +143,7 @@ def main(outdir, world, kimg, export, readme):
     snap = latest_snapshot(outdir)
     if snap is None:
         raise click.ClickException(f'{outdir} holds no snapshot after training')
-    config = read_saved_config(outdir)                  # the resolved config the run was trained with
+    _, config = latest_snapshot_config(outdir)          # the resolved config the run was trained with
     config['data']['main']['path'] = 'faces.zip'        # no machine-specific path in the shipped file
     os.makedirs(os.path.dirname(export), exist_ok=True)
     info = export_teacher(snap, export, config)
