@@ -8,7 +8,7 @@
 #   4. the tiny pipeline end to end on CUDA: world, face / head_ft / head3d, a resume check,
 #      gen_samples images + shapes, calc_metrics
 # Each part has its own time limit and the script goes on after a failure; logs go to $OUT (or ./gpu-out).
-# Python packages the machine lacks (lpips, PyMCubes, plyfile, trimesh, mrcfile) are installed from wheels in .whl/ if
+# Python packages the machine lacks (lpips, plyfile, mrcfile, imageio-ffmpeg) are installed from wheels in .whl/ if
 # present (README, "Speed (measured)").
 # Usage: bash scripts/gpu_session.sh [PART ...]     PART: ops bench profile train e2e (default: all; about 8 min on an H200)
 set -uo pipefail
