@@ -175,6 +175,24 @@ def main(network_path, target, outdir, label, mask_dir, space, steps, lr, percep
                    video_frames, fps, shape_res, level)
 
 #----------------------------------------------------------------------------
+# Orbit video and coloured mesh of the inverted head (gen_samples' functions); the mesh outcome goes into `metrics`.
+
+def write_orbit_and_mesh(G_out, ws, paths, metrics, name, video_frames, fps, shape_res, level, device):
+    if video_frames > 0:
+        frames = generate.orbit_frames_ws(G_out, ws, (1, 1), video_frames, device=device)
+        generate.write_video(paths['video'], frames, fps=fps)
+    if shape_res > 0:
+        planes = generate.synthesize_planes(G_out, ws)
+        sigma = generate.sample_density(G_out, planes, shape_res)
+        try:
+            verts, faces = generate.mesh_from_volume(sigma, level, float(G_out.rendering.box_warp))
+            mesh.write_ply(paths['mesh'], verts, faces, generate.vertex_colors(G_out, planes, verts))
+            metrics['mesh_vertices'] = int(len(verts))
+        except ValueError as e:
+            metrics['mesh'] = f'not written: {e} (--level)'
+            click.echo(f'{name}: no mesh: {e}')
+
+#----------------------------------------------------------------------------
 # Invert one image and write its outputs.
 
 def invert_one(G, item, P, kind, out, network_path, inputs, device, proj_kwargs, pti_kwargs, video_frames, fps,
@@ -253,20 +271,7 @@ def invert_one(G, item, P, kind, out, network_path, inputs, device, proj_kwargs,
         start = inversion.render(G_proj, proj['w_avg'], c)
     metrics['psnr_w_avg_start'] = round(float(inversion.psnr(start, target)[0]), 3)
 
-    # Orbit and mesh of the inverted head (gen_samples' functions).
-    if video_frames > 0:
-        frames = generate.orbit_frames_ws(G_out, ws, (1, 1), video_frames, device=device)
-        generate.write_video(paths['video'], frames, fps=fps)
-    if shape_res > 0:
-        planes = generate.synthesize_planes(G_out, ws)
-        sigma = generate.sample_density(G_out, planes, shape_res)
-        try:
-            verts, faces = generate.mesh_from_volume(sigma, level, float(G_out.rendering.box_warp))
-            mesh.write_ply(paths['mesh'], verts, faces, generate.vertex_colors(G_out, planes, verts))
-            metrics['mesh_vertices'] = int(len(verts))
-        except ValueError as e:
-            metrics['mesh'] = f'not written: {e} (--level)'
-            click.echo(f'{item["name"]}: no mesh: {e}')
+    write_orbit_and_mesh(G_out, ws, paths, metrics, item['name'], video_frames, fps, shape_res, level, device)
     with open(paths['metrics'], 'w') as f:
         json.dump(metrics, f, indent=2)
     click.echo(f'{item["name"]}: PSNR {metrics["psnr_w_avg_start"]:.2f} dB (w average) -> '
