@@ -106,7 +106,8 @@ def load_teacher(teacher_path, device):
 #----------------------------------------------------------------------------
 # Initial weights of a fresh run: config `init` maps a net to 'init:KEY' or 'teacher:KEY' of the snapshots in
 # paths (role -> path or None; teacher records already read). With --init, nets not named take the same-named net
-# of that snapshot, and G_ema follows G unless named itself.
+# of that snapshot, and G_ema follows G unless named itself. A snapshot without G (a shipped G_ema + D file such as
+# weights/face_world.pt) gives G its G_ema: fine-tuning starts from the averaged generator, as from EG3D's pickles.
 
 def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records):
     sources = {'teacher': (teacher_path, teacher_records)} if teacher_records is not None else {}
@@ -114,7 +115,9 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
         sources['init'] = (init_path, load_snapshot(init_path, build=False)['nets'])
     mapping = dict(init)
     if 'init' in sources:
-        mapping.update({name: f'init:{name}' for name in modules if name not in init and name in sources['init'][1]})
+        records = sources['init'][1]
+        mapping.update({name: f'init:{name}' for name in modules if name not in init and
+                        (name in records or (name == 'G' and 'G_ema' in records))})
     if 'G' in mapping and 'G_ema' not in init:
         mapping['G_ema'] = mapping['G']
     for name, src in mapping.items():
@@ -122,6 +125,8 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
         if role not in sources:
             raise ValueError(f'init.{name} = {src!r} but no --{role} snapshot was given')
         path, records = sources[role]
+        if key == 'G' and key not in records and 'G_ema' in records:
+            key = 'G_ema'                   # a G_ema + D file: G starts from G_ema
         if key not in records:
             raise ValueError(f'init.{name} = {src!r}: {path} has no network {key!r} (it has {", ".join(records)})')
         checkpoint.load_net_state(modules[name], records[key], key, path)
