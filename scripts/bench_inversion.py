@@ -31,6 +31,7 @@ import torch
 
 from metrics import backview
 from training import generate, inversion, synthetic
+from training.checkpoint import demo_teacher
 from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual
 
 YAWS = (0.0, 45.0, 90.0, 135.0, 180.0)       # yaw 0 is the input view
@@ -206,7 +207,8 @@ def main(networks, demo_dir, heads, outdir, num, steps, pti_steps, configs, perc
     if networks:
         nets = _parse_networks(networks)
     elif demo_dir:
-        nets = [(s, os.path.join(demo_dir, s)) for s in DEMO_STAGES]
+        nets = [(s, (demo_teacher(demo_dir) or os.path.join(demo_dir, s)) if s == 'face' else os.path.join(demo_dir, s))
+                for s in DEMO_STAGES]
     else:
         raise click.UsageError('give --networks NAME=PATH,... or --demo DIR')
     if heads is None and demo_dir:

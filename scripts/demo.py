@@ -5,7 +5,8 @@
 Stages, each a plain CLI call that you can also run by hand (the report lists the exact commands):
   1. world    scripts/make_synthetic.py: faces.zip (near-frontal, the FFHQ analogue) + heads.zip (50 identities x 360
               degrees, the H3DH analogue)
-  2. face     train.py --config face_tiny     (the EG3D face teacher)
+  2. face     the pretrained face teacher (the paper's EG3D): the shipped weights/face_world.pt, made by this
+              project's scripts/train_teacher.py; --train-teacher trains it again with train.py --config face_world
   3. head_ft  train.py --config head_ft_tiny  (stage 1: head generator fine-tuned from the teacher)
   4. head3d   train.py --config head3d_tiny   (stage 2: tri-plane distillation with dual discriminators)
   5. samples  gen_samples.py images (front/side/back), video (360-degree orbit), shapes (coloured mesh)
@@ -36,6 +37,30 @@ STUDENT_METRICS = 'fd_randconv,kd_randconv,pr_randconv,backview,fidelity,consist
 COMPARE_COLUMNS = (('face', 0), ('head_ft', 0), ('head3d', 0), ('head3d', 90), ('head3d', 180), ('face', 180))
 STAGE_TITLES = dict(face='teacher', head_ft='head_ft', head3d='head3d')
 SNAP_KIMG = 0.2        # a snapshot every 0.2 kimg (~30 s), so Ctrl-C loses little: the rerun resumes from it
+TEACHER_CONFIG = 'face_world'
+TEACHER_WORLD = dict(faces=1000, seed=0)    # the world the shipped teacher was trained on (scripts/train_teacher.py)
+
+#----------------------------------------------------------------------------
+# The teacher file (shipped, --teacher or trained here), checked before use: one line naming the file when it is
+# missing or unreadable.
+# Returns (path, training length in kimg, sha256).
+
+def check_teacher(path):
+    from training.snapshot import SnapshotError, load_snapshot
+    if not os.path.isfile(path):
+        raise click.ClickException(f'{path}: the face teacher is missing. It ships with the repository (weights/'
+                                   f'face_world.pt, see weights/README.md); restore it with `git checkout -- '
+                                   f'weights/face_world.pt`, or train one with --train-teacher')
+    try:
+        snap = load_snapshot(path, build=False)
+    except SnapshotError as err:
+        raise click.ClickException(str(err)) from None
+    if not any(k in snap['nets'] for k in ('G_ema', 'G')):
+        raise click.ClickException(f'{path}: no generator (G_ema or G) in the file; it holds {", ".join(snap["nets"])}')
+    import hashlib
+    with open(path, 'rb') as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    return path, float(snap.get('kimg') or snap.get('cur_nimg', 0) / 1000), sha
 
 #----------------------------------------------------------------------------
 # Run one stage's command with its output streaming to the terminal; a failure stops the demo with the command,
@@ -293,15 +318,27 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--faces',        help='Faces in the synthetic faces set', type=click.IntRange(min=16), default=1000, show_default=True)
 @click.option('--head-ids',     help='Identities in the heads set', type=click.IntRange(min=2), default=50, show_default=True)
 @click.option('--views',        help='Views per head identity', type=click.IntRange(min=4), default=24, show_default=True)
-@click.option('--face-kimg',    help='Training length of the face teacher', type=click.FloatRange(min=0, min_open=True), default=1.4, show_default=True)
+@click.option('--teacher',      help='Face teacher snapshot  [default: the shipped weights/face_world.pt]', metavar='PT', default=None)
+@click.option('--train-teacher', help='Train the face teacher from scratch (configs/face_world.yaml) in OUTDIR/face', is_flag=True)
+@click.option('--face-kimg',    help='Training length with --train-teacher  [default: the config\'s]', type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option('--head-ft-kimg', help='Training length of stage 1', type=click.FloatRange(min=0, min_open=True), default=1.2, show_default=True)
 @click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.2, show_default=True)
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores)', type=click.IntRange(min=0), default=2, show_default=True)
-def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed, threads):
+def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed,
+         threads):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""
     check_output_path(outdir, '--outdir')
+    if train_teacher and teacher is not None:
+        raise click.BadParameter('give --teacher or --train-teacher, not both', param_hint='--teacher')
+    if face_kimg is not None and not train_teacher:
+        raise click.BadParameter('sets the length of a teacher trained here: add --train-teacher', param_hint='--face-kimg')
+    from training.checkpoint import SHIPPED_TEACHER     # made by scripts/train_teacher.py (weights/README.md)
+    teacher_info = None if train_teacher else check_teacher(os.path.abspath(teacher or SHIPPED_TEACHER))
+    if teacher is None and not train_teacher and (faces, seed) != (TEACHER_WORLD['faces'], TEACHER_WORLD['seed']):
+        print(f'Note: the shipped teacher was trained on the world of --faces {TEACHER_WORLD["faces"]} --seed '
+              f'{TEACHER_WORLD["seed"]}; this world differs (--train-teacher trains one on it)', file=sys.stderr)
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     py = sys.executable
@@ -327,14 +364,22 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
 
     # 2-4. The three training stages; each rerun resumes its run dir (a finished one returns at once).
     face_dir, ft_dir, h3_dir = (os.path.join(outdir, n) for n in ('face', 'head_ft', 'head3d'))
-    run_stage('face', [py, 'train.py', '--config', 'face_tiny', '--data', faces_zip, '--outdir', face_dir,
-                       '--kimg', face_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + train_threads,
-              timings, commands)
-    runs['face'] = face_dir
-    teacher = latest_snapshot(face_dir)
+    if train_teacher:
+        run_stage('face', [py, 'train.py', '--config', TEACHER_CONFIG, '--data', faces_zip, '--outdir', face_dir,
+                           '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] +
+                  (['--kimg', face_kimg] if face_kimg is not None else []) + train_threads, timings, commands)
+        runs['face'] = face_dir
+        teacher = latest_snapshot(face_dir)
+        teacher_info = check_teacher(teacher)
+    else:
+        teacher = teacher_info[0]
+        commands.append(('face', f'# the pretrained teacher {teacher} ({teacher_info[1]:g} kimg, sha256 '
+                                 f'{teacher_info[2]}); rebuild: python scripts/train_teacher.py'))
     run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
                           '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}']
                           + train_threads, timings, commands)
+    with open(os.path.join(outdir, 'teacher.json'), 'w') as f:    # for reproduce_table4 / bench_inversion --demo
+        json.dump(dict(path=teacher, kimg=teacher_info[1], sha256=teacher_info[2]), f, indent=1)
     runs['head_ft'] = ft_dir
     head_ft = latest_snapshot(ft_dir)
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
@@ -404,7 +449,9 @@ def main(outdir, faces, head_ids, views, face_kimg, head_ft_kimg, head3d_kimg, m
         metric_rows += [(name, row) for row in read_metrics(out)]
 
     # 7. Report.
-    settings = dict(faces=faces, head_ids=head_ids, views=views, face_kimg=face_kimg, head_ft_kimg=head_ft_kimg,
+    teacher_text = (f'{os.path.relpath(teacher, ROOT) if teacher.startswith(ROOT + os.sep) else teacher} '
+                    f'({"trained here, " if train_teacher else ""}{teacher_info[1]:g} kimg, sha256 {teacher_info[2][:12]})')
+    settings = dict(faces=faces, head_ids=head_ids, views=views, teacher=teacher_text, head_ft_kimg=head_ft_kimg,
                     head3d_kimg=head3d_kimg, seed=seed, threads=threads or 'all cores')
     write_report(outdir, timings, commands, runs, metric_rows, images, settings)
     print(f'\nDone in {time.time() - t_start:.0f} s. Report: {os.path.join(outdir, "report.md")} (and report.html)')

@@ -115,7 +115,7 @@ def format_cell(cell):
 #----------------------------------------------------------------------------
 
 @click.command()
-@click.option('--demo-dir',    help='Output of scripts/demo.py (world/, face/, head_ft/)', default='runs/demo', show_default=True)
+@click.option('--demo-dir',    help='Output of scripts/demo.py (world/, teacher.json, head_ft/)', default='runs/demo', show_default=True)
 @click.option('--outdir',      help='Where the runs and the table go', default='runs/table4', show_default=True)
 @click.option('--methods',     help='paper (Head3D, DFT, W/O L_kd), all, or a comma list of presets', default='paper', show_default=True)
 @click.option('--seeds',       help='Training seeds of every method (e.g. 0-2)', default='0-2', show_default=True)
@@ -133,7 +133,11 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
     for path in (faces, heads):
         if not os.path.isfile(path):
             raise click.ClickException(f'{path} not found (run `make demo` first)')
-    starts = dict(face=newest(os.path.join(demo_dir, 'face'), 'teacher'),
+    from training.checkpoint import demo_teacher
+    teacher = demo_teacher(demo_dir)
+    if teacher is None or not os.path.isfile(teacher):
+        raise click.ClickException(f'teacher: {demo_dir} names no teacher file (run `make demo` first)')
+    starts = dict(face=teacher,
                   head_ft=newest(os.path.join(demo_dir, 'head_ft'), 'head_ft'))
     os.makedirs(outdir, exist_ok=True)
 

@@ -2,21 +2,25 @@
 the stage table, the identity-transfer grid and table (with the different-z baseline and the real pairs), the
 back-view accuracy with its real ceiling, precision/recall, the metrics and the samples."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 from _scripts import load_program
+from click.testing import CliRunner
+
+from training.checkpoint import SHIPPED_TEACHER, demo_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     out = tmp_path / 'demo'
+    # The default path of `make demo`: the shipped teacher (weights/face_world.pt) starts head_ft and teaches head3d.
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'demo.py'), '--outdir', str(out), '--faces', '16',
-           '--head-ids', '2', '--views', '8', '--face-kimg', '0.008', '--head-ft-kimg', '0.008', '--head3d-kimg', '0.008',
-           '--metric-num', '16']
+           '--head-ids', '2', '--views', '8', '--head-ft-kimg', '0.008', '--head3d-kimg', '0.008', '--metric-num', '16']
     env = dict(os.environ, OMP_NUM_THREADS='2')
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -25,8 +29,12 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert (out / 'report.html').is_file()
     for stage in ('world', 'face', 'head_ft', 'head3d', 'samples', 'metrics'):
         assert f'| {stage} |' in report
-    for name in ('face', 'head_ft', 'head3d'):
+    assert not (out / 'face').exists()                 # no teacher trained: the shipped one is used
+    assert json.loads((out / 'teacher.json').read_text())['path'] == SHIPPED_TEACHER
+    assert 'teacher=weights/face_world.pt (' in report and 'Note: the shipped teacher was trained on' in res.stderr
+    for name in ('head_ft', 'head3d'):
         assert (out / name / 'snapshot-0000000008.pt').is_file()
+    for name in ('face', 'head_ft', 'head3d'):
         assert (out / 'samples' / name / 'grid.png').is_file()
         assert f'![{name}: seeds 0-5' in report
     assert (out / 'samples' / 'compare.png').is_file() and '](samples/compare.png)' in report
@@ -143,3 +151,70 @@ def test_teacher_export_keeps_g_ema_and_d_only_and_never_loses_an_earlier_file(t
         train_teacher.export_teacher(src, dst, config={}, max_bytes=1000)
     assert open(dst, 'rb').read() == before
     assert sorted(os.listdir(os.path.dirname(dst))) == ['README.md', 'face_world.pt']
+
+#----------------------------------------------------------------------------
+# The shipped teacher: the file the README beside it describes (sha256, training length), G_ema and D only, plain
+# data, within the 10 MB limit, and a generator that renders.
+
+def test_shipped_teacher_matches_its_readme_and_loads_safely():
+    import hashlib
+    import re
+
+    import torch
+
+    from training.snapshot import load_snapshot
+    readme = open(os.path.join(ROOT, 'weights', 'README.md')).read()
+    data = open(SHIPPED_TEACHER, 'rb').read()
+    assert len(data) <= 10 * 1024 * 1024
+    assert f'| sha256 | `{hashlib.sha256(data).hexdigest()}` |' in readme
+    raw = torch.load(SHIPPED_TEACHER, weights_only=True, map_location='cpu')
+    assert set(raw['nets']) == {'G_ema', 'D'} and 'optimizer' not in raw and 'state' not in raw
+    assert re.search(rf'\| training length \| {raw["kimg"]:g} kimg', readme)
+    from training import generate
+    G = generate.load_generator(SHIPPED_TEACHER)
+    img = G(torch.randn(2, G.z_dim), generate.front_labels(G, 2), noise_mode='const')['image']
+    assert img.shape == (2, 3, 64, 64) and torch.isfinite(img).all() and img.std() > 0.05
+
+#----------------------------------------------------------------------------
+# demo.py's teacher options: the shipped file by default, --teacher FILE, or --train-teacher (face_world config);
+# bad combinations and bad files are one-line errors; teacher.json tells the other scripts which teacher was used.
+
+def test_demo_teacher_options_and_errors(tmp_path, monkeypatch):
+    demo = load_program('scripts/demo.py')
+
+    def invoke(*args):
+        res = CliRunner().invoke(demo.main, ['--outdir', str(tmp_path / 'out')] + list(args))
+        assert res.exit_code != 0 and 'Traceback' not in res.output, res.output
+        return res.output
+
+    assert '--train-teacher' in invoke('--teacher', SHIPPED_TEACHER, '--train-teacher')
+    assert '--train-teacher' in invoke('--face-kimg', '2')
+    missing = str(tmp_path / 'nope.pt')
+    out = invoke('--teacher', missing)
+    assert missing in out and 'missing' in out
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(open(SHIPPED_TEACHER, 'rb').read()[:4000])
+    assert str(corrupt) in invoke('--teacher', str(corrupt))
+    assert not (tmp_path / 'out' / 'world').exists()   # every check comes before the first stage
+
+    # --train-teacher: the face stage trains configs/face_world.yaml in OUTDIR/face with the given length.
+    stages = []
+
+    def fake_stage(name, cmd, timings, log, required=True):
+        stages.append((name, [str(c) for c in cmd]))
+        if name == 'face':
+            raise demo.click.ClickException('stop here')
+        return True
+    monkeypatch.setattr(demo, 'run_stage', fake_stage)
+    assert 'stop here' in invoke('--train-teacher', '--face-kimg', '0.5')
+    face = dict(stages)['face']
+    assert face[face.index('--config') + 1] == 'face_world' and face[face.index('--kimg') + 1] == '0.5'
+    assert face[face.index('--outdir') + 1] == str(tmp_path / 'out' / 'face')
+
+def test_demo_teacher_record_wins_over_the_face_run(tmp_path):
+    assert demo_teacher(str(tmp_path)) is None
+    (tmp_path / 'face').mkdir()
+    (tmp_path / 'face' / 'snapshot-0000000008.pt').write_bytes(b'')
+    assert demo_teacher(str(tmp_path)) == str(tmp_path / 'face' / 'snapshot-0000000008.pt')
+    (tmp_path / 'teacher.json').write_text(json.dumps(dict(path='/x/face_world.pt')))
+    assert demo_teacher(str(tmp_path)) == '/x/face_world.pt'

@@ -39,6 +39,20 @@ def latest_snapshot(run_dir):
     return snaps[0] if snaps else None
 
 #----------------------------------------------------------------------------
+# The face teacher of a scripts/demo.py output folder: the file its teacher.json names (the shipped
+# weights/face_world.pt or --teacher), else the newest snapshot of its face/ run (--train-teacher), else None.
+
+SHIPPED_TEACHER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'weights', 'face_world.pt')
+
+def demo_teacher(demo_dir):
+    record = os.path.join(demo_dir, 'teacher.json')
+    if os.path.isfile(record):
+        with open(record) as f:
+            return json.load(f)['path']
+    face = os.path.join(demo_dir, 'face')
+    return latest_snapshot(face) if os.path.isdir(face) else None
+
+#----------------------------------------------------------------------------
 # RNG states of this process as tensors and plain lists (loadable with weights_only=True).
 
 def get_rng_state():
