@@ -20,7 +20,7 @@ venv: $(STAMP)
 
 # The test command (README command 2). CPU only; CUDA tests skip without a GPU.
 test: $(STAMP)
-	$(VPY) -m pytest -q tests
+	$(VPY) -m pytest -q --durations=15 tests
 
 # The main job (README command 1): the whole Head3D pipeline on the embedded synthetic world.
 demo: $(STAMP)
