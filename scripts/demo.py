@@ -324,10 +324,11 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--head-ft-kimg', help='Training length of stage 1', type=click.FloatRange(min=0, min_open=True), default=0.8, show_default=True)
 @click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
+@click.option('--c3d-iters',    help='Fitting iterations of the 3D-consistency metric per identity', type=click.IntRange(min=1), default=150, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores)', type=click.IntRange(min=0), default=2, show_default=True)
-def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head_ft_kimg, head3d_kimg, metric_num, seed,
-         threads):
+def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head_ft_kimg, head3d_kimg, metric_num,
+         c3d_iters, seed, threads):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""
     check_output_path(outdir, '--outdir')
     if train_teacher and teacher is not None:
@@ -433,7 +434,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
     metric_rows = []
     # The teacher: view accuracy (its back view is the mirror face that Head3D removes) and precision/recall against
     # its own faces set. One calc_metrics call per network and dataset: features and renders are shared between metrics.
-    c3d = ['--c3d-ids', 2, '--c3d-views', 24, '--c3d-res', 32, '--c3d-grid', 32, '--c3d-iters', 150, '--c3d-rays', 1024,
+    c3d = ['--c3d-ids', 2, '--c3d-views', 24, '--c3d-res', 32, '--c3d-grid', 32, '--c3d-iters', c3d_iters, '--c3d-rays', 1024,
            '--c3d-samples', 24]
     jobs = (('face', 'face', teacher, 'backview', heads_zip, 'all,front,back', []),
             ('face', 'face-faces', teacher, 'pr_randconv', faces_zip, 'all', []),

@@ -20,7 +20,8 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     out = tmp_path / 'demo'
     # The default path of `make demo`: the shipped teacher (weights/face_world.pt) starts head_ft and teaches head3d.
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'demo.py'), '--outdir', str(out), '--faces', '16',
-           '--head-ids', '2', '--views', '8', '--head-ft-kimg', '0.008', '--head3d-kimg', '0.008', '--metric-num', '16']
+           '--head-ids', '2', '--views', '8', '--head-ft-kimg', '0.008', '--head3d-kimg', '0.008', '--metric-num', '16',
+           '--c3d-iters', '10']
     env = dict(os.environ, OMP_NUM_THREADS='2')
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
