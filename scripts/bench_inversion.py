@@ -207,8 +207,9 @@ def main(networks, demo_dir, heads, outdir, num, steps, pti_steps, configs, perc
     if networks:
         nets = _parse_networks(networks)
     elif demo_dir:
-        nets = [(s, (demo_teacher(demo_dir) or os.path.join(demo_dir, s)) if s == 'face' else os.path.join(demo_dir, s))
-                for s in DEMO_STAGES]
+        paths = {s: os.path.join(demo_dir, s) for s in DEMO_STAGES}
+        paths['face'] = demo_teacher(demo_dir) or paths['face']     # the shipped teacher, unless the demo trained one
+        nets = list(paths.items())
     else:
         raise click.UsageError('give --networks NAME=PATH,... or --demo DIR')
     if heads is None and demo_dir:

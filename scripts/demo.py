@@ -42,10 +42,10 @@ TEACHER_WORLD = dict(faces=1000, seed=0)    # the world the shipped teacher was 
 
 #----------------------------------------------------------------------------
 # The teacher file (shipped, --teacher or trained here), checked before use: one line naming the file when it is
-# missing or unreadable.
-# Returns (path, training length in kimg, sha256).
+# missing or unreadable. Returns dict(path, kimg = training length, sha256), as written to teacher.json.
 
 def check_teacher(path):
+    from training.checkpoint import file_sha256
     from training.snapshot import SnapshotError, load_snapshot
     if not os.path.isfile(path):
         raise click.ClickException(f'{path}: the face teacher is missing. It ships with the repository (weights/'
@@ -57,10 +57,7 @@ def check_teacher(path):
         raise click.ClickException(str(err)) from None
     if not any(k in snap['nets'] for k in ('G_ema', 'G')):
         raise click.ClickException(f'{path}: no generator (G_ema or G) in the file; it holds {", ".join(snap["nets"])}')
-    import hashlib
-    with open(path, 'rb') as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
-    return path, float(snap.get('kimg') or snap.get('cur_nimg', 0) / 1000), sha
+    return dict(path=path, kimg=float(snap.get('kimg') or snap.get('cur_nimg', 0) / 1000), sha256=file_sha256(path))
 
 #----------------------------------------------------------------------------
 # Run one stage's command with its output streaming to the terminal; a failure stops the demo with the command,
@@ -373,14 +370,14 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
         teacher = latest_snapshot(face_dir)
         teacher_info = check_teacher(teacher)
     else:
-        teacher = teacher_info[0]
-        commands.append(('face', f'# the pretrained teacher {teacher} ({teacher_info[1]:g} kimg, sha256 '
-                                 f'{teacher_info[2]}); rebuild: python scripts/train_teacher.py'))
+        teacher = teacher_info['path']
+        commands.append(('face', f'# the pretrained teacher {teacher} ({teacher_info["kimg"]:g} kimg, sha256 '
+                                 f'{teacher_info["sha256"]}); rebuild: python scripts/train_teacher.py'))
     run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
                           '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}']
                           + train_threads, timings, commands)
     with open(os.path.join(outdir, 'teacher.json'), 'w') as f:    # for reproduce_table4 / bench_inversion --demo
-        json.dump(dict(path=teacher, kimg=teacher_info[1], sha256=teacher_info[2]), f, indent=1)
+        json.dump(teacher_info, f, indent=1)
     runs['head_ft'] = ft_dir
     head_ft = latest_snapshot(ft_dir)
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
@@ -451,7 +448,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
 
     # 7. Report.
     teacher_text = (f'{os.path.relpath(teacher, ROOT) if teacher.startswith(ROOT + os.sep) else teacher} '
-                    f'({"trained here, " if train_teacher else ""}{teacher_info[1]:g} kimg, sha256 {teacher_info[2][:12]})')
+                    f'({"trained here, " if train_teacher else ""}{teacher_info["kimg"]:g} kimg, sha256 {teacher_info["sha256"][:12]})')
     settings = dict(faces=faces, head_ids=head_ids, views=views, teacher=teacher_text, head_ft_kimg=head_ft_kimg,
                     head3d_kimg=head3d_kimg, seed=seed, threads=threads or 'all cores')
     write_report(outdir, timings, commands, runs, metric_rows, images, settings)

@@ -135,8 +135,10 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
             raise click.ClickException(f'{path} not found (run `make demo` first)')
     from training.checkpoint import demo_teacher
     teacher = demo_teacher(demo_dir)
-    if teacher is None or not os.path.isfile(teacher):
-        raise click.ClickException(f'teacher: {demo_dir} names no teacher file (run `make demo` first)')
+    if teacher is None:
+        raise click.ClickException(f'teacher: {demo_dir} has no teacher.json and no face/ run (run `make demo` first)')
+    if not os.path.isfile(teacher):
+        raise click.ClickException(f'teacher: {teacher} (named by {demo_dir}/teacher.json) does not exist')
     starts = dict(face=teacher,
                   head_ft=newest(os.path.join(demo_dir, 'head_ft'), 'head_ft'))
     os.makedirs(outdir, exist_ok=True)

@@ -16,7 +16,6 @@ earlier shipped file is never lost to a failed export.
 """
 
 import datetime
-import hashlib
 import os
 import platform
 import shlex
@@ -25,7 +24,7 @@ import sys
 
 import click
 
-from training.checkpoint import latest_snapshot, latest_snapshot_config
+from training.checkpoint import file_sha256, latest_snapshot, latest_snapshot_config
 from training.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,16 +41,6 @@ def run(cmd):
     if subprocess.run([str(c) for c in cmd], cwd=ROOT).returncode != 0:
         raise click.ClickException(f'command failed: {line}')
     return line
-
-#----------------------------------------------------------------------------
-# SHA-256 of a file, read in blocks.
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 #----------------------------------------------------------------------------
 # Write the shipped snapshot: G_ema and D of a training snapshot, plus the config and training length as plain data.

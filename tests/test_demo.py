@@ -115,6 +115,13 @@ def test_table4_rejects_unknown_methods_and_bad_seeds(tmp_path):
     assert res.exit_code != 0 and 'nope' in res.output
     res = CliRunner().invoke(t4.main, ['--seeds', '3-1', '--demo-dir', str(tmp_path)])
     assert res.exit_code != 0 and '--seeds' in res.output
+    # a demo folder whose teacher.json names a file that is gone: one line naming it
+    (tmp_path / 'world').mkdir()
+    for name in ('faces.zip', 'heads.zip'):
+        (tmp_path / 'world' / name).write_bytes(b'')
+    (tmp_path / 'teacher.json').write_text(json.dumps(dict(path=str(tmp_path / 'gone.pt'))))
+    res = CliRunner().invoke(t4.main, ['--demo-dir', str(tmp_path), '--outdir', str(tmp_path / 't4')])
+    assert res.exit_code != 0 and 'gone.pt' in res.output and 'Traceback' not in res.output, res.output
     assert t4.aggregate([dict(fd_all=2.0)])['fd_all'] == (2.0, None, 1)
     assert t4.format_cell((2.0, None, 1)) == '2.000' and t4.format_cell((None, None, 0)) == '-'
 
@@ -196,6 +203,11 @@ def test_demo_teacher_options_and_errors(tmp_path, monkeypatch):
     corrupt = tmp_path / 'corrupt.pt'
     corrupt.write_bytes(open(SHIPPED_TEACHER, 'rb').read()[:4000])
     assert str(corrupt) in invoke('--teacher', str(corrupt))
+    from training.snapshot import load_snapshot, save_snapshot
+    d_only = tmp_path / 'd_only.pt'
+    save_snapshot(d_only, {'D': load_snapshot(SHIPPED_TEACHER)['nets']['D']})
+    out = invoke('--teacher', str(d_only))
+    assert str(d_only) in out and 'no generator' in out
     assert not (tmp_path / 'out' / 'world').exists()   # every check comes before the first stage
 
     # --train-teacher: the face stage trains configs/face_world.yaml in OUTDIR/face with the given length.

@@ -86,6 +86,16 @@ def weights_hash(module):
     return h.hexdigest()
 
 #----------------------------------------------------------------------------
+# SHA-256 of a file, read in blocks (the shipped weights' checksum in weights/README.md and the demo's teacher.json).
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+#----------------------------------------------------------------------------
 # Write a training snapshot into run_dir and prune to the newest `keep`. Returns the path.
 
 def save_training_state(run_dir, nets, keep, cur_nimg, **state):
