@@ -253,7 +253,8 @@ def _consistency3d(run, spec, split):
 @register_metric('backview', 'View accuracy (kNN)', 'backview', per_split=True, needs=('data',))
 def _backview(run, spec, split):
     rates, real, ref = run.views()
-    name = (f'knn{backview.K} on {backview.POOL}x{backview.POOL} px of {ref["num_front"]} front + '
+    name = (f'knn{backview.K} on central edge orientations ({backview.CELLS}x{backview.CELLS}x{backview.BINS}) of '
+            f'{ref["num_front"]} front + '
             f'{ref["num_back"]} back real views')
     return dict(value=backview.split_value(rates, split), num=run.opts.num, detector=name,
                 real_value=backview.split_value(real, split))

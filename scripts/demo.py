@@ -250,7 +250,8 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
            'The "to teacher, same z" rows compare teacher and student frontal renders of the same latents (baselines in '
            'the identity table above). 3D consistency is the PSNR of '
            'a radiance field fitted to half of the views, on the other half. View accuracy (kNN): the fraction of '
-           'renders at yaw 180 (split back) / yaw 0 (split front) whose 5 nearest real views (8x8 pixels) are back / '
+           'renders at yaw 180 (split back) / yaw 0 (split front) whose 5 nearest real views, by the edge orientations '
+           'of the image centre (blind to brightness: a dim face still counts as a face), are back / '
            'front views, one 3D head per latent (frontal conditioning); a mirror face scores 0 on back. The face '
            'teacher shows that failure; "real views (held out)" is the same classifier on real views of other '
            'identities, the ceiling to read the others against.', '']
