@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from metrics.features import RENDER_OVERRIDES, cond_for, draw_z
 from training import cameras, generate
 from training.dataset import ImageLabelDataset
+from training.networks.dual_discriminator import filtered_resizing
 
 FRONT_MAX_DEG = 30.0
 BACK_MIN_DEG = 150.0
@@ -59,7 +60,7 @@ def view_features(images):
     lo = int(round(size * (1 - CROP) / 2))
     x = x[..., lo:size - lo, lo:size - lo].mean(1, keepdim=True)
     if x.shape[-1] != RES:
-        x = F.interpolate(x, size=(RES, RES), mode='bilinear', align_corners=False, antialias=True)
+        x = filtered_resizing(x, RES)
     sobel = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]]) / 8
     x = F.pad(x, (1, 1, 1, 1), mode='replicate')
     gx = F.conv2d(x, sobel.view(1, 1, 3, 3).to(x.device))
@@ -104,7 +105,8 @@ def reference_views(path, max_real=None, seed=0):
 
 #----------------------------------------------------------------------------
 # Back-view probability [M] of query features [M,D]: the fraction of its k nearest reference views that are back
-# views; 0 for the zero vector (an image whose centre is blank is not the back of a head). exclude_groups [M] (optional) drops the reference views of the query's own group (fewer than k may remain).
+# views; 0 for the zero vector (an image whose centre is blank is not the back of a head). exclude_groups [M]
+# (optional) drops the reference views of the query's own group (fewer than k may remain).
 
 def back_probability(query, ref, k=K, exclude_groups=None, chunk=1024):
     out = []

@@ -254,8 +254,7 @@ def _consistency3d(run, spec, split):
 def _backview(run, spec, split):
     rates, real, ref = run.views()
     name = (f'knn{backview.K} on central edge orientations ({backview.CELLS}x{backview.CELLS}x{backview.BINS}) of '
-            f'{ref["num_front"]} front + '
-            f'{ref["num_back"]} back real views')
+            f'{ref["num_front"]} front + {ref["num_back"]} back real views')
     return dict(value=backview.split_value(rates, split), num=run.opts.num, detector=name,
                 real_value=backview.split_value(real, split))
 
