@@ -92,6 +92,19 @@ def test_resume_refuses_changed_config(tmp_path, config_files):
     assert res.exit_code != 0 and f'optim.G.lr: {cfg.optim.G.lr} -> 0.1' in res.output, res.output
     assert not (out / 'config.json').exists() or 'lr: 0.1' not in (out / 'config.yaml').read_text()   # left as it was
 
+def test_resume_allows_other_machine_settings(tmp_path):
+    # threads, data-loading processes and the progress bar belong to the machine: a run may move to another one
+    out = tmp_path / 'run'
+    os.makedirs(out)
+    from dnnlib.util import to_plain
+    from training.snapshot import save_snapshot
+    cfg = load_config('face_tiny', overrides=['num_threads=2', 'workers=3', 'progress=true'])
+    save_snapshot(out / 'snapshot-0000000004.pt', {}, cur_nimg=4, config=to_plain(cfg))
+    res = CliRunner().invoke(main, ['--config', 'face_tiny', '--outdir', str(out), '--set', 'num_threads=1',
+                                    '--set', 'workers=0', '--set', 'progress=false', '--set', 'optim.G.lr=0.1'])
+    assert res.exit_code != 0 and 'another config' in res.output and 'optim.G.lr' in res.output, res.output
+    assert 'num_threads' not in res.output and 'workers' not in res.output and 'progress' not in res.output
+
 def test_failed_start_does_not_lock_the_run_dir(tmp_path):
     # a run that stopped before its first snapshot (here: a wrong data path; then a dataset whose second image is
     # corrupt, found when the loop opens it after the config was saved) can be rerun with corrected options

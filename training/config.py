@@ -22,7 +22,10 @@ from training.networks import net_kwargs
 from training.training_loop import training_loop
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
-IGNORED_ON_RESUME = ('kimg', 'resume')   # keys that may change when a run dir is resumed
+# Keys that may change when a run dir is resumed: the length, and the settings of the machine that do not change what
+# is trained (CPU threads, data-loading processes: the sampler fixes the data order; the progress bar), so that a run
+# can continue on another machine. A thread count does change float rounding, so bits then differ (README, numbers).
+IGNORED_ON_RESUME = ('kimg', 'resume', 'num_threads', 'workers', 'progress')
 LOOP_ARGS_NOT_IN_CONFIG = ('run_dir', 'snapshot_hooks')   # given by train.py, not by a config
 
 #----------------------------------------------------------------------------
