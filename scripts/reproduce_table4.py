@@ -6,8 +6,9 @@
 
 Each method trains from the same starting point (the demo's face teacher and stage-1 head_ft snapshot) for the
 same number of images once per training seed, through train.py (each run dir, <outdir>/<preset>/seed<N>, resumes
-when rerun). Every cell is the mean +- the sample standard deviation over the seeds (the metrics' own latents
-and cameras stay fixed, --metric-seed), so a difference between rows can be read against the seed noise.
+when rerun; a snapshot already measured with the same settings is not measured again, so adding methods or seeds
+later costs only the new runs). Every cell is the mean +- the sample standard deviation over the seeds (the metrics'
+own latents and cameras stay fixed, --metric-seed), so a difference between rows can be read against the seed noise.
 The table has the paper's layout (rows: methods; columns: a distance to the real heads, its kernel version x100,
 and identity consistency with the teacher) computed with the metrics that work offline: FD/KD in the feature space
 of a fixed random conv net (FD-randconv / KD-randconv, not FID/KID) on all views and on back views, and ID-proxy (pixel
@@ -64,6 +65,48 @@ def newest(run_dir, what):
     if snap is None:
         raise click.ClickException(f'{what}: no snapshot in {run_dir} (run `make demo` first, or pass the paths)')
     return snap
+
+#----------------------------------------------------------------------------
+# The metrics of a run are measured once per snapshot and settings: <run_dir>/table4-metrics.jsonl holds the results
+# and table4-metrics.key.json what they were measured on (the snapshot's name and sha256, the sample counts and the
+# metric seed). A rerun that adds methods or seeds measures only the new runs; a retrained run or other settings
+# measure again.
+
+METRICS = 'fd_randconv,kd_randconv,id_proxy,backview'
+RESULTS_FILE, KEY_FILE = 'table4-metrics.jsonl', 'table4-metrics.key.json'
+
+def metrics_key(snap, num, num_id, metric_seed):
+    from training.checkpoint import file_sha256
+    return dict(snapshot=os.path.basename(snap), sha256=file_sha256(snap), metrics=METRICS, splits='all,back',
+                num=int(num), num_id=int(num_id), metric_seed=int(metric_seed))
+
+# The stored results of a run when its key file matches `key` exactly, else None (missing, unreadable or stale).
+def cached_results(run_dir, key):
+    try:
+        with open(os.path.join(run_dir, KEY_FILE)) as f:
+            if json.load(f) != key:
+                return None
+        with open(os.path.join(run_dir, RESULTS_FILE)) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return None
+    have = {(r.get('metric'), r.get('split')) for r in results if isinstance(r, dict)}
+    return results if all((metric, split) in have for _, _, metric, split in COLUMNS) else None
+
+# Measure one run's snapshot; the key file is written only after the results are complete.
+def measure(py, run_dir, snap, key, heads, teacher):
+    out, key_path = os.path.join(run_dir, RESULTS_FILE), os.path.join(run_dir, KEY_FILE)
+    for path in (key_path, out):
+        if os.path.exists(path):
+            os.remove(path)
+    run([py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads, '--teacher', teacher,
+         '--metrics', METRICS, '--split', key['splits'], '--num', key['num'], '--num-id', key['num_id'], '--out', out,
+         '--device', 'cpu', '--seed', key['metric_seed']])
+    with open(out) as f:
+        results = [json.loads(line) for line in f if line.strip()]
+    with open(key_path, 'w') as f:
+        json.dump(key, f)
+    return results
 
 #----------------------------------------------------------------------------
 # Parse '0-2' or '0,3,5' into a list of distinct training seeds.
@@ -143,7 +186,7 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
                   head_ft=newest(os.path.join(demo_dir, 'head_ft'), 'head_ft'))
     os.makedirs(outdir, exist_ok=True)
 
-    rows = []
+    rows, measured = [], 0
     for label, preset, start in methods:
         per_seed = []
         for seed in seeds:
@@ -153,23 +196,24 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
             if preset.startswith('head3d'):
                 cmd += ['--teacher', starts['face']]
             run(cmd)
-            out = os.path.join(run_dir, 'table4-metrics.jsonl')
-            if os.path.exists(out):
-                os.remove(out)
-            run([py, 'scripts/calc_metrics.py', '--network', run_dir, '--data', heads, '--teacher', starts['face'],
-                 '--metrics', 'fd_randconv,kd_randconv,id_proxy,backview', '--split', 'all,back', '--num', num,
-                 '--num-id', num_id, '--out', out, '--device', 'cpu', '--seed', metric_seed])
-            with open(out) as f:
-                results = [json.loads(line) for line in f if line.strip()]
+            snap = newest(run_dir, f'{preset} seed {seed}')
+            key = metrics_key(snap, num, num_id, metric_seed)
+            results = cached_results(run_dir, key)
+            if results is None:
+                results = measure(py, run_dir, snap, key, heads, starts['face'])
+                measured += 1
+            else:
+                print(f'{run_dir}: metrics of {key["snapshot"]} already measured with these settings, reused', flush=True)
             value = {(r['metric'], r.get('split')): r['value'] for r in results}
             per_seed.append(dict(seed=seed, run_dir=run_dir,
                                  **{key: value.get((metric, split)) for key, _, metric, split in COLUMNS}))
         rows.append(dict(method=label, preset=preset, seeds=per_seed, cells=aggregate(per_seed)))
 
-    minutes = (time.time() - t0) / 60
+    minutes, total = (time.time() - t0) / 60, len(methods) * len(seeds)
     lines = [f'Table 4 (miniature, synthetic world, {kimg:g} kimg per run, {len(seeds)} training seed(s) per method '
              f'({",".join(map(str, seeds))}), {num} samples per split, {num_id} latents for ID-proxy; '
-             f'run time {minutes:.1f} min)', '',
+             f'this invocation {minutes:.1f} min' + (f', which measured {measured} of the {total} runs (the others '
+             f'trained and were measured by an earlier invocation)' if measured < total else '') + ')', '',
              '| method | ' + ' | '.join(header for _, header, _, _ in COLUMNS) + ' |',
              '|---|' + '---|' * len(COLUMNS)]
     for r in rows:
@@ -185,6 +229,7 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
         f.write(text + '\n')
     with open(os.path.join(outdir, 'table4.json'), 'w') as f:
         json.dump(dict(kimg=kimg, num=num, num_id=num_id, seeds=seeds, metric_seed=metric_seed, minutes=minutes,
+                       measured_here=measured,
                        rows=[dict(r, cells={k: dict(zip(('mean', 'std', 'n'), c)) for k, c in r['cells'].items()})
                              for r in rows]), f, indent=1)
 

@@ -79,9 +79,15 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
         cmd = [str(c) for c in cmd]
         commands.append(cmd)
         if 'train.py' in cmd:
-            os.makedirs(cmd[cmd.index('--outdir') + 1])
+            run_dir = cmd[cmd.index('--outdir') + 1]
+            os.makedirs(run_dir, exist_ok=True)
+            snap = os.path.join(run_dir, 'snapshot-0000000010.pt')
+            if not os.path.exists(snap):                      # a finished run dir is only resumed
+                with open(snap, 'wb') as f:
+                    f.write(run_dir.encode())
         if 'scripts/calc_metrics.py' in cmd:
-            out, run_dir = cmd[cmd.index('--out') + 1], cmd[cmd.index('--network') + 1]
+            out, snap = cmd[cmd.index('--out') + 1], cmd[cmd.index('--network') + 1]
+            run_dir = os.path.dirname(snap)
             seed = int(run_dir.rsplit('seed', 1)[1])
             bump = 1.0 if 'dft' in run_dir else 0.0
             with open(out, 'w') as f:
@@ -106,6 +112,23 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     saved = json.loads((out / 'table4.json').read_text())
     assert saved['seeds'] == [0, 1, 2] and saved['rows'][0]['cells']['id_proxy'] == dict(mean=1.0, std=1.0, n=3)
     assert len(saved['rows'][1]['seeds']) == 3
+
+    # A rerun measures only what is new: nothing when every snapshot was measured with these settings, one run
+    # whose snapshot changed (retrained), and every run again when a metric setting changes.
+    args = ['--demo-dir', str(demo), '--outdir', str(out), '--seeds', '0-2', '--methods', 'head3d_tiny,dft_tiny',
+            '--kimg', '0.01']
+    commands.clear()
+    assert CliRunner().invoke(t4.main, args).exit_code == 0
+    assert len([c for c in commands if 'train.py' in c]) == 6 and not [c for c in commands if 'calc_metrics' in ' '.join(c)]
+    assert '| DFT | 2.000 +- 1.000 |' in (out / 'table4.md').read_text()
+    (out / 'dft_tiny' / 'seed1' / 'snapshot-0000000010.pt').write_bytes(b'retrained')
+    commands.clear()
+    assert CliRunner().invoke(t4.main, args).exit_code == 0
+    measured = [c[c.index('--network') + 1] for c in commands if 'scripts/calc_metrics.py' in c]
+    assert measured == [str(out / 'dft_tiny' / 'seed1' / 'snapshot-0000000010.pt')]
+    commands.clear()
+    assert CliRunner().invoke(t4.main, args + ['--num', '32']).exit_code == 0
+    assert len([c for c in commands if 'scripts/calc_metrics.py' in c]) == 6
 
 def test_table4_rejects_unknown_methods_and_bad_seeds(tmp_path):
     from click.testing import CliRunner
