@@ -3,8 +3,9 @@
     python train.py --config face_tiny --data world/faces.zip --outdir runs/face_tiny
     torchrun --nproc_per_node 8 train.py --config head_ft --data heads.zip --init face.pt --outdir runs/head_ft
 
---outdir is the run dir itself: rerunning the same command resumes from its latest snapshot (only --kimg may
-change). --set KEY.SUB=VALUE overrides any config value (VALUE is YAML); --dry-run prints the resolved config.
+--outdir is the run dir itself: rerunning the same command resumes from its latest snapshot (only --kimg and
+the machine settings num_threads, workers, progress may change). --set KEY.SUB=VALUE overrides any config value
+(VALUE is YAML); --dry-run prints the resolved config.
 Ctrl-C or SIGTERM stops at the current step with a snapshot; --metrics fid50k_full,... runs metrics at each snapshot.
 """
 
@@ -110,15 +111,15 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
         dist.shutdown()
 
 #----------------------------------------------------------------------------
-# A rerun must have the config of the run dir's snapshot (only kimg may change). Compared with the copy inside the
-# newest snapshot, so a run dir whose config.json/config.yaml was deleted or edited is checked all the same.
+# A rerun must have the config of the run dir's snapshot (only the IGNORED_ON_RESUME keys may change). Compared with
+# the copy inside the newest snapshot, so a run dir whose config.json/config.yaml was deleted or edited is checked all the same.
 
 def check_rerun_config(run_dir, cfg):
     path, old = latest_snapshot_config(run_dir)
     diffs = diff_configs(old, cfg) if old is not None else []
     if diffs:
-        raise click.ClickException(f'{run_dir} holds a run with another config ({os.path.basename(path)}); only kimg may '
-                                   'change on resume. Differences:\n  ' + '\n  '.join(diffs))
+        raise click.ClickException(f'{run_dir} holds a run with another config ({os.path.basename(path)}); only kimg, '
+                                   'num_threads, workers and progress may change on resume. Differences:\n  ' + '\n  '.join(diffs))
 
 # The snapshot hooks of --metrics (metrics/during_training.py), built and checked before any training.
 def metric_hooks(metrics, cfg, run_dir, cache_dir):
