@@ -21,7 +21,8 @@ from metrics.detectors import DetectorError
 from torch_utils import distributed as dist
 from training import training_loop
 from training.checkpoint import latest_snapshot_config
-from training.config import ConfigError, diff_configs, dump_yaml, load_config, read_preset, save_config
+from training.config import (IGNORED_ON_RESUME, ConfigError, diff_configs, dump_yaml, load_config, read_preset,
+                             save_config)
 from training.dataset import DatasetError
 from training.resolution import resolve_resolution
 from training.snapshot import SnapshotError
@@ -112,14 +113,16 @@ def main(cfg_name, outdir, data, faces, heads, init, teacher, resume, overrides,
 
 #----------------------------------------------------------------------------
 # A rerun must have the config of the run dir's snapshot (only the IGNORED_ON_RESUME keys may change). Compared with
-# the copy inside the newest snapshot, so a run dir whose config.json/config.yaml was deleted or edited is checked all the same.
+# the copy inside the newest snapshot, so a run dir whose config.json/config.yaml was deleted or edited is checked
+# all the same.
 
 def check_rerun_config(run_dir, cfg):
     path, old = latest_snapshot_config(run_dir)
     diffs = diff_configs(old, cfg) if old is not None else []
     if diffs:
-        raise click.ClickException(f'{run_dir} holds a run with another config ({os.path.basename(path)}); only kimg, '
-                                   'num_threads, workers and progress may change on resume. Differences:\n  ' + '\n  '.join(diffs))
+        allowed = ', '.join(k for k in IGNORED_ON_RESUME if k != 'resume')
+        raise click.ClickException(f'{run_dir} holds a run with another config ({os.path.basename(path)}); only '
+                                   f'{allowed} may change on resume. Differences:\n  ' + '\n  '.join(diffs))
 
 # The snapshot hooks of --metrics (metrics/during_training.py), built and checked before any training.
 def metric_hooks(metrics, cfg, run_dir, cache_dir):

@@ -203,7 +203,8 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
                 results = measure(py, run_dir, snap, key, heads, starts['face'])
                 measured += 1
             else:
-                print(f'{run_dir}: metrics of {key["snapshot"]} already measured with these settings, reused', flush=True)
+                print(f'{run_dir}: metrics of {key["snapshot"]} already measured with these settings, reused',
+                      flush=True)
             value = {(r['metric'], r.get('split')): r['value'] for r in results}
             per_seed.append(dict(seed=seed, run_dir=run_dir,
                                  **{key: value.get((metric, split)) for key, _, metric, split in COLUMNS}))
