@@ -38,6 +38,7 @@ METHODS = [                                         # (row label, preset, the sn
     ('W/O L_img',           'head3d_no_img_tiny',       'head_ft'),
     ('All planes',          'head3d_all_planes_tiny',   'head_ft'),
     ('Single D',            'head3d_single_d_tiny',     'head_ft'),
+    ('Ours + template anchor (not in the paper)', 'head3d_tpl_tiny', 'head_ft'),
 ]
 PAPER_METHODS = ('head3d_tiny', 'dft_tiny', 'head3d_no_kd_tiny')     # the default rows: the paper's table 4
 # (column key, header, metric, split): lower is better for FD/KD, higher for ID-proxy and view accuracy.

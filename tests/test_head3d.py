@@ -52,7 +52,8 @@ def _perturbed(G, scale=0.05, seed=1):
             p.add_(torch.randn(p.shape, generator=g) * scale * (p.std() if p.numel() > 1 else 1))
     return G
 
-def _loss(tiny, student, face_yaws=FACE_YAWS, back_yaws=BACK_YAWS, perceptual=None, single_d=False, **kwargs):
+def _loss(tiny, student, face_yaws=FACE_YAWS, back_yaws=BACK_YAWS, perceptual=None, single_d=False, template=None,
+          **kwargs):
     nets = dict(G=student, G_ema=copy.deepcopy(student))
     if single_d:
         nets['D'] = copy.deepcopy(tiny['D_front'])
@@ -67,7 +68,8 @@ def _loss(tiny, student, face_yaws=FACE_YAWS, back_yaws=BACK_YAWS, perceptual=No
         kwargs.setdefault('perceptual', 'none')
     else:
         kwargs.setdefault('perceptual', 'lpips_vgg_randtrunk')
-    loss = head3d.Head3DLoss(nets, dict(teacher=tiny['teacher']),
+    frozen = dict(teacher=tiny['teacher'], **(dict(template=template) if template is not None else {}))
+    loss = head3d.Head3DLoss(nets, frozen,
                              dict(faces=_labels(face_yaws), heads=_labels(back_yaws)), **kwargs)
     if perceptual is not None:
         loss.perceptual = perceptual  # share the module-scoped frozen net (building VGG16 takes seconds)
@@ -93,6 +95,31 @@ def test_kd_xy_only_vs_all_planes():
     assert torch.allclose(head3d.kd_loss(a, b, all_planes=True), torch.full([2], 2 / 3))
     b[:, 0] = 2.0
     assert torch.allclose(head3d.kd_loss(a, b), torch.full([2], 4.0))
+
+def test_template_anchor_compares_only_xz_and_yz():
+    a = torch.zeros(2, 3, 4, 8, 8)
+    b = a.clone()
+    b[:, 0] = 5.0                                   # the xy plane is eq. 5's business, not the anchor's
+    assert torch.all(head3d.tpl_loss(a, b) == 0)
+    b[:, 2] = 1.0
+    assert torch.allclose(head3d.tpl_loss(a, b), torch.full([2], 0.5))
+
+def test_template_anchor_needs_its_template_and_pulls_toward_it(tiny):
+    student = _perturbed(tiny['teacher'])
+    with pytest.raises(ValueError, match='lambda_tpl > 0 needs the frozen head template'):
+        _loss(tiny, student, lambda_tpl=1.0)
+    only_tpl = dict(lambda_kd=0, lambda_map=0, lambda_rgb=0, lambda_gan_front=0, lambda_gan_back=0, lambda_tpl=1.0)
+
+    def tpl_term(template):
+        loss, nets = _loss(tiny, student, template=template, **only_tpl)
+        _zero_grads(student)
+        terms = loss.accumulate_gradients(Phase('Gmain', 'G'), _batch(), 1, 0)
+        assert set(terms) == {'Loss/G/tpl', 'Loss/G/total'}
+        return terms['Loss/G/tpl'].item()
+    assert tpl_term(copy.deepcopy(student).eval().requires_grad_(False)) < 1e-10     # at its template: zero
+    assert tpl_term(tiny['teacher']) > 1e-6                                          # elsewhere: positive, with grad
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.backbone.synthesis.parameters())
+    assert all(p.grad is None for p in tiny['teacher'].parameters())
 
 def test_map_and_rgb_terms():
     ws = torch.zeros(3, 5, 8)
@@ -367,8 +394,20 @@ def test_head3d_tiny_trains_and_resumes(stage, tmp_path):
         a, b = ref['nets'][name].state_dict(), resumed['nets'][name].state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
+def test_template_anchor_trains_from_init_and_needs_it(stage, tmp_path):
+    import json
+    _train(stage, 'head3d_tiny', tmp_path / 'run', 0.004, overrides=['loss.lambda_tpl=1.0'])
+    names = set().union(*[json.loads(l) for l in open(tmp_path / 'run' / 'stats.jsonl')])
+    assert 'Loss/G/tpl' in names
+    from click.testing import CliRunner
+    args = _args('head3d_tiny', ['loss.lambda_tpl=1.0']) + ['--faces', stage['faces'], '--heads', stage['heads'],
+            '--teacher', stage['teacher'], '--outdir', str(tmp_path / 'noinit'), '--kimg', '0.004']
+    res = CliRunner().invoke(load_program('train.py').main, args)
+    assert res.exit_code != 0 and 'loss.lambda_tpl > 0 needs --init' in res.output, res.output
+
 @pytest.mark.parametrize('cfg_name', ['head3d_no_kd_tiny', 'head3d_no_gan_front_tiny', 'head3d_no_img_tiny',
-                                      'head3d_all_planes_tiny', 'head3d_single_d_tiny', 'dft_tiny', 'fh_tiny'])
+                                      'head3d_all_planes_tiny', 'head3d_single_d_tiny', 'head3d_tpl_tiny', 'dft_tiny',
+                                      'fh_tiny'])
 def test_ablations_and_baselines_run_a_step(stage, tmp_path, cfg_name):
     from training.checkpoint import latest_snapshot
     from training.snapshot import load_snapshot

@@ -95,13 +95,27 @@ def load_teacher(teacher_path, device):
     if teacher_path is None:
         return {}, None, None
     records = load_snapshot(teacher_path, device='cpu', build=False)['nets']
-    key = 'G_ema' if 'G_ema' in records else 'G' if 'G' in records else None
-    if key is None:
-        raise SnapshotError(f'{teacher_path}: --teacher needs a generator snapshot (G_ema or G); '
-                            f'it holds only {", ".join(records) or "no networks"}')
-    teacher = build_net(key, records[key], device, where=teacher_path).eval().requires_grad_(False)
+    teacher = _frozen_generator(records, teacher_path, '--teacher', device)
     info = dict(path=os.path.abspath(teacher_path), sha256=checkpoint.weights_hash(teacher))
     return {'teacher': teacher}, info, records
+
+# A snapshot's G_ema (else G), built on the device, eval, no grad. flag names the option in the error.
+def _frozen_generator(records, path, flag, device):
+    key = 'G_ema' if 'G_ema' in records else 'G' if 'G' in records else None
+    if key is None:
+        raise SnapshotError(f'{path}: {flag} needs a generator snapshot (G_ema or G); '
+                            f'it holds only {", ".join(records) or "no networks"}')
+    return build_net(key, records[key], device, where=path).eval().requires_grad_(False)
+
+# The frozen head template of the loss's lambda_tpl term: the --init snapshot's generator (the fine-tuned head
+# generator that stage 2 starts from), read again on resume from the path the run config recorded.
+def load_template(loss, init_path, device):
+    if not loss.get('lambda_tpl'):
+        return {}
+    if init_path is None:
+        raise ValueError('loss.lambda_tpl > 0 needs --init (the head generator whose xz/yz planes it keeps)')
+    records = load_snapshot(init_path, device='cpu', build=False)['nets']
+    return {'template': _frozen_generator(records, init_path, '--init', device)}
 
 #----------------------------------------------------------------------------
 # Initial weights of a fresh run: config `init` maps a net to 'init:KEY' or 'teacher:KEY' of the snapshots in
@@ -411,6 +425,7 @@ def training_loop(
                for name, spec in nets.items()}
     modules['G_ema'] = copy.deepcopy(modules['G']).eval()
     frozen, teacher_info, teacher_records = load_teacher(teacher_path, device)
+    frozen.update(load_template(loss, init_path, device))
     augment_pipe = AugmentPipe(**{k: v for k, v in augment.items() if k not in ADA_KEYS}).to(device) \
         if augment.get('enabled') else None
     ada = AdaController(augment_pipe, augment.get('target'), augment.get('interval', 4), augment.get('adjust_kimg'),

@@ -32,6 +32,17 @@ def kd_loss(planes_t, planes_s, all_planes=False):
     return (planes_t - planes_s).square().flatten(1).mean(1)
 
 #----------------------------------------------------------------------------
+# Head-template anchor (NOT in the paper; lambda_tpl, off by default): mean squared difference between the
+# student's xz and yz planes (planes 1 and 2) and those of the frozen head generator that stage 2 starts from, for
+# the same z. Eq. 5 pulls the xy plane to the teacher's, and since one synthesis network makes all three planes,
+# the other two follow it toward the face generator's, whose back of the head is a mirror face; measured on the
+# synthetic world (README), restoring the head generator's xz/yz planes turns those backs into hair while the
+# identity stays. This term keeps them there during training. Per sample [N].
+
+def tpl_loss(planes_h, planes_s):
+    return (planes_h[:, 1:] - planes_s[:, 1:]).square().flatten(1).mean(1)
+
+#----------------------------------------------------------------------------
 # Eq. 7, L_map (StyleKD): mean absolute difference of the mapping outputs ws [N, num_ws, w_dim]. Per sample [N].
 
 def map_loss(ws_t, ws_s):
@@ -88,6 +99,8 @@ class Head3DLoss:
         lambda_lpips        = 1.0,          # eq. 9 perceptual distance inside the yaw window.
         lambda_gan_front    = 1.0,          # eq. 6 adversarial term of D_front on front cameras.
         lambda_gan_back     = 10.0,         # eq. 6 adversarial term of D_back on back cameras.
+        lambda_tpl          = 0.0,          # NOT in the paper (0 = off): keep the xz/yz planes at the frozen head
+                                            # template's (the --init head generator, same z): see tpl_loss.
         kd_planes           = 'xy',         # 'xy' (paper) or 'all' (distil the whole tri-plane, fig. 12(b)).
         tau_deg             = 60.0,         # Yaw window of L_rgb/L_lpips in degrees (tau = pi/3).
         cond_pose           = 'front',      # Conditioning camera: 'front' (drawn from the faces labels) or 'render'.
@@ -122,7 +135,7 @@ class Head3DLoss:
         if not 0 <= tau_deg <= 180:
             raise ValueError(f'loss.tau_deg must be in [0, 180], got {tau_deg}')
         self.lambdas = dict(kd=lambda_kd, map=lambda_map, rgb=lambda_rgb, lpips=lambda_lpips,
-                            gan_front=lambda_gan_front, gan_back=lambda_gan_back)
+                            gan_front=lambda_gan_front, gan_back=lambda_gan_back, tpl=lambda_tpl)
         for name, value in self.lambdas.items():
             if value < 0:
                 raise ValueError(f'loss.lambda_{name} must be >= 0, got {value}')
@@ -144,6 +157,11 @@ class Head3DLoss:
             raise ValueError('Head3DLoss: density_reg must be >= 0 and density_reg_interval >= 1')
         self.density_reg, self.density_reg_interval = density_reg, int(density_reg_interval)
         self.density_reg_p_dist, self.density_reg_points = density_reg_p_dist, int(density_reg_points)
+        self.template = None
+        if lambda_tpl > 0:
+            if 'template' not in frozen:
+                raise ValueError('loss.lambda_tpl > 0 needs the frozen head template: pass --init a head generator snapshot')
+            self.template = frozen['template'].eval().requires_grad_(False)
         self._check_teacher()
 
         # The frozen perceptual network: eval, no grad, owned by the loss (never in an optimiser or a snapshot).
@@ -178,11 +196,13 @@ class Head3DLoss:
 
     # Teacher and student must share the layout that the distillation terms compare.
     def _check_teacher(self):
-        t, s = self.teacher, self.G
-        for attr in ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'plane_channels', 'img_resolution'):
-            if getattr(t, attr) != getattr(s, attr):
-                raise ValueError(f'teacher and student generators differ in {attr} '
-                                 f'({getattr(t, attr)} vs {getattr(s, attr)}); Head3D distils between equal architectures')
+        for role, t in (('teacher', self.teacher), ('template', self.template)):
+            if t is None:
+                continue
+            for attr in ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'plane_channels', 'img_resolution'):
+                if getattr(t, attr) != getattr(self.G, attr):
+                    raise ValueError(f'{role} and student generators differ in {attr} ({getattr(t, attr)} vs '
+                                     f'{getattr(self.G, attr)}); Head3D distils between equal architectures')
 
     # G step, then D_front (main, lazy R1), then D_back (main, lazy R1): the paper's front/back alternation.
     def phases(self):
@@ -269,6 +289,10 @@ class Head3DLoss:
             terms.append(('Loss/G/kd', 'kd', kd_loss(planes_t, planes_s, self.all_planes).mean()))
         if lam['map'] > 0:
             terms.append(('Loss/G/map', 'map', map_loss(ws_t, ws_s).mean()))
+        if lam['tpl'] > 0:
+            with torch.no_grad():
+                planes_h = _planes(self.template, self.template.mapping(z, c_cond), seeds[2])
+            terms.append(('Loss/G/tpl', 'tpl', tpl_loss(planes_h, planes_s).mean()))
         # Eq. 8-9 indicator: samples outside the window never enter the graph; the sum is over the whole batch.
         if lam['rgb'] > 0:
             terms.append(('Loss/G/rgb', 'rgb', rgb_loss(out_t, out_in).sum() / n if out_in is not None else zero))
