@@ -32,6 +32,8 @@ CLIS = [
     ('scripts/dataset_tool.py', 'main', ['--source', ROOT, '--resolution', '8'], '--dest', 'dir'),
     ('scripts/make_synthetic.py', 'main', [], '--outdir', 'dir'),
     ('scripts/plane_swap.py', 'main', ['--network', 'nope.pt', '--seeds', '0,1'], '--outdir', 'dir'),
+    ('scripts/diagnose_backs.py', 'main', ['--teacher', 'nope.pt', '--head-ft', 'nope.pt', '--head3d', 'nope.pt',
+                                           '--heads', 'nope.zip'], '--outdir', 'dir'),
     ('scripts/demo.py', 'main', [], '--outdir', 'dir'),
     ('scripts/reproduce_table4.py', 'main', [], '--outdir', 'dir'),
     ('scripts/import_eg3d.py', 'main', ['--src', os.path.join(ROOT, 'README.md')], '--dst', 'file'),
