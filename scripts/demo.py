@@ -201,7 +201,12 @@ def heads_section(metric_rows):
           '', '| network | back-view accuracy | samples |', '|---|---|---|']
     md += [f'| {title} | {_fmt(r["value"])} | {r["num"]} |' for title, r in rows if r]
     real = next((r.get('real_value') for _, r in rows if r), None)
-    md += [f'| real back views (ceiling) | {_fmt(real)} | - |', '']
+    md += [f'| real back views (ceiling) | {_fmt(real)} | - |', '',
+           'Which part of head3d shows a face from behind (its xy plane, its xz/yz planes or its decoder) is measured '
+           'by exchanging them with head_ft\'s: `python scripts/diagnose_backs.py --teacher TEACHER --head-ft '
+           'OUT/head_ft --head3d OUT/head3d --heads OUT/world/heads.zip --outdir OUT/diagnose_backs`, with TEACHER '
+           'the teacher of the settings above and OUT this report\'s folder (about 7 min on 2 cores; README, "Where '
+           'the face behind comes from").', '']
     return md
 
 def pr_section(metric_rows):
