@@ -152,7 +152,7 @@ def main(teacher, head_ft, head3d, heads, outdir, combos, num, grid_seeds, threa
         ref = backview.reference_views(heads)
     except (OSError, ValueError) as e:
         raise click.ClickException(f'--heads {heads!r}: {e}')
-    real_front, real_back = backview.real_rates(ref)
+    _, real_back = backview.real_rates(ref)
     click.echo(f'real back views (ceiling): {real_back:.3f}')
     click.echo('| combo | xy plane | xz/yz planes | decoder + SR | back-view accuracy | ID-proxy to teacher |')
     click.echo('|---|---|---|---|---|---|')

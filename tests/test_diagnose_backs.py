@@ -40,6 +40,12 @@ def test_parts_of_one_generator_render_as_it_and_xy_swap_agrees(gens):
     for parts in ((B, A, A), (A, B, A), (A, A, C)):
         assert (_render(diag.PartsGenerator(*parts)) - base).abs().max() > 1e-3
 
+def test_generators_of_another_layout_are_refused(gens):
+    torch.manual_seed(3)
+    other = networks.build_preset('tiny', G_overrides=dict(SMALL, plane_resolution=32))[0]   # more ws layers
+    with pytest.raises(ValueError, match=r'generators differ in num_ws \(8 vs 6\)'):
+        diag.PartsGenerator(other, gens[0], gens[0])
+
 def test_combos_are_parsed_and_bad_ones_named():
     assert diag.parse_combos('hfh, FFF') == ['HFH', 'FFF']
     for bad in ('', 'HF', 'HFX', 'HFHH'):

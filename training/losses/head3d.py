@@ -27,9 +27,11 @@ SIDE_SET = dict(front='faces', back='heads')      # which data set gives each si
 # [N, 3, C, H, W]; all_planes distils the whole tri-plane (ablation, fig. 12(b)). Per sample [N].
 
 def kd_loss(planes_t, planes_s, all_planes=False):
-    if not all_planes:
-        planes_t, planes_s = planes_t[:, :1], planes_s[:, :1]
-    return (planes_t - planes_s).square().flatten(1).mean(1)
+    return plane_mse(planes_t, planes_s, slice(None) if all_planes else slice(0, 1))
+
+# Mean squared difference of the planes `which` (a slice of the plane axis) of two tri-planes. Per sample [N].
+def plane_mse(planes_a, planes_b, which):
+    return (planes_a[:, which] - planes_b[:, which]).square().flatten(1).mean(1)
 
 #----------------------------------------------------------------------------
 # Head-template anchor (NOT in the paper; lambda_tpl, off by default): mean squared difference between the
@@ -40,7 +42,7 @@ def kd_loss(planes_t, planes_s, all_planes=False):
 # identity stays. This term keeps them there during training. Per sample [N].
 
 def tpl_loss(planes_h, planes_s):
-    return (planes_h[:, 1:] - planes_s[:, 1:]).square().flatten(1).mean(1)
+    return plane_mse(planes_h, planes_s, slice(1, None))
 
 #----------------------------------------------------------------------------
 # Eq. 7, L_map (StyleKD): mean absolute difference of the mapping outputs ws [N, num_ws, w_dim]. Per sample [N].
