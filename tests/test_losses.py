@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from test_head3d import BACK_YAWS, FACE_YAWS, _batch, _images, _labels, _loss, _perturbed
+from training import cameras
 from training.losses import Phase
 from training.losses.eg3d import EG3DLoss
 from training.losses import head3d
@@ -46,10 +47,10 @@ def _backbone_modes(seen, *gens):
     ids = {id(m) for G in gens for m in G.backbone.modules() if isinstance(m, SynthesisLayer)}
     return [mode for i, mode in seen if i in ids]
 
-def _eg3d_loss(tiny, cls=EG3DLoss, **kwargs):
+def _eg3d_loss(tiny, cls=EG3DLoss, main_yaws=FACE_YAWS, **kwargs):
     G = _perturbed(tiny['teacher'])
     D = copy.deepcopy(tiny['D_front']).requires_grad_(True)
-    pools = dict(main=_labels(FACE_YAWS), faces=_labels(FACE_YAWS), heads=_labels(BACK_YAWS))
+    pools = dict(main=_labels(main_yaws), faces=_labels(FACE_YAWS), heads=_labels(BACK_YAWS))
     loss = cls(dict(G=G, D=D), {}, pools, r1_gamma=1, density_reg=0.25, blur_init_sigma=0, nr_initial=16,
                density_reg_points=16, **kwargs)
     return loss, G
@@ -112,3 +113,35 @@ def test_eq10_total_is_the_lambda_weighted_sum(tiny, monkeypatch):
                 swapped = expected + (lambdas[b] - lambdas[a]) * (values[a] - values[b])
                 assert abs(swapped - expected) > 1e-4 * abs(expected), (a, b)
     assert terms['Loss/G/total'].item() == pytest.approx(expected, rel=1e-5)
+
+#----------------------------------------------------------------------------
+# cond_pose 'front' (head_ft option): fakes are rendered from every camera of the pool, front and back, but the
+# mapping is conditioned on front views only; 'render' keeps EG3D's conditioning (the render camera, GPC swap).
+
+@pytest.mark.parametrize('cls', [EG3DLoss, EG3DTwoSetLoss])
+def test_front_conditioning_draws_front_views_for_every_render_camera(tiny, monkeypatch, cls):
+    loss, G = _eg3d_loss(tiny, cls, main_yaws=FACE_YAWS + BACK_YAWS, cond_pose='front')
+    yaw_of = lambda c: cameras.yaw_pitch_from_label(c)[0].rad2deg().abs()
+    torch.manual_seed(0)
+    c, c_cond = loss._cameras(64, cur_nimg=0)
+    assert (yaw_of(c) > 90).any() and (yaw_of(c) <= 90).any()       # both sides are rendered ...
+    assert (yaw_of(c_cond) <= 90 + 1e-4).all()                       # ... all conditioned on front views
+    seen = []
+    mapping = G.mapping
+    monkeypatch.setattr(G, 'mapping', lambda z, c, **kw: seen.append(c.clone()) or mapping(z, c, **kw))
+    labels = _labels(BACK_YAWS[:2])
+    batch = dict(main=(_images(labels), labels), faces=(_images(labels), labels), heads=(_images(labels), labels))
+    loss.accumulate_gradients(Phase('Gmain', 'G'), batch, 1, cur_nimg=0)
+    assert seen and all((yaw_of(c) <= 90 + 1e-4).all() for c in seen)
+    # EG3D's default conditions on the render camera (no swap once gpc_reg_prob is 0 and its fade is over)
+    loss, _ = _eg3d_loss(tiny, cls, main_yaws=FACE_YAWS + BACK_YAWS, gpc_reg_prob=0.0, gpc_reg_fade_kimg=0.0)
+    c, c_cond = loss._cameras(16, cur_nimg=0)
+    assert torch.equal(c, c_cond)
+
+def test_front_conditioning_rejects_bad_values(tiny):
+    with pytest.raises(ValueError, match=r"loss.cond_pose must be 'render' or 'front', got 'side'"):
+        _eg3d_loss(tiny, cond_pose='side')
+    G = _perturbed(tiny['teacher'])
+    D = copy.deepcopy(tiny['D_front'])
+    with pytest.raises(ValueError, match=r"cond_pose front: data set 'main' has no front-view labels"):
+        EG3DLoss(dict(G=G, D=D), {}, dict(main=_labels(BACK_YAWS)), cond_pose='front')

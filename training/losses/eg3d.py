@@ -2,11 +2,14 @@
 image_raw, density regularisation, generator pose-conditioning swap, blur fade of D inputs and the neural
 rendering resolution schedule. Used by the `face` and `head_ft` stages; every term is logged by name."""
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from torch_utils.ops import upfirdn2d
+from training import cameras
 from training.losses import Phase, nonsaturating_d_fake, nonsaturating_d_real, nonsaturating_g, r1_penalty, sample_labels
 
 #----------------------------------------------------------------------------
@@ -110,6 +113,9 @@ class EG3DLoss:
         density_reg_points      = 1000,     # Random points per sample.
         gpc_reg_prob            = 0.5,      # Final probability of swapping the conditioning camera; None = condition on zeros.
         gpc_reg_fade_kimg       = 1000.0,   # Fade of the swap probability from 1 to gpc_reg_prob.
+        cond_pose               = 'render', # Conditioning camera: 'render' (EG3D: the render camera, GPC swap) or
+                                            # 'front' (NOT EG3D: a front view |yaw| <= 90 drawn from the data set's
+                                            # labels, as generation and Head3D's stage 2 condition; gpc_* unused).
         nr_initial              = 64,       # Neural rendering resolution at the start.
         nr_final                = None,     # ... at the end of the fade; None = constant.
         nr_fade_kimg            = 1000.0,   # Fade length.
@@ -126,6 +132,14 @@ class EG3DLoss:
         self.density_reg, self.density_reg_interval = density_reg, density_reg_interval
         self.density_reg_p_dist, self.density_reg_points = density_reg_p_dist, density_reg_points
         self.gpc_reg_prob, self.gpc_reg_fade_kimg = gpc_reg_prob, gpc_reg_fade_kimg
+        if cond_pose not in ('render', 'front'):
+            raise ValueError(f"loss.cond_pose must be 'render' or 'front', got {cond_pose!r}")
+        self.front_pool = None
+        if cond_pose == 'front':
+            yaw, _ = cameras.yaw_pitch_from_label(torch.as_tensor(self.pool))
+            self.front_pool = self.pool[yaw.abs() <= math.pi / 2]
+            if len(self.front_pool) == 0:
+                raise ValueError(f'loss.cond_pose front: data set {data_set!r} has no front-view labels (|yaw| <= 90 degrees)')
         self.nr_initial, self.nr_final, self.nr_fade_kimg = nr_initial, nr_final, nr_fade_kimg
         self.style_mixing_prob = style_mixing_prob
         self.trainable = ['G', 'D']
@@ -140,12 +154,19 @@ class EG3DLoss:
             out.append(Phase('Dreg', 'D', self.r1_interval))
         return out
 
-    # Fake cameras from the pool, conditioning with the GPC swap (or zeros when gpc_reg_prob is None).
+    # Fake cameras from the pool and their conditioning cameras.
     def _cameras(self, n, cur_nimg):
         c = sample_labels(self.pool, n)
+        return c, self._conditioning(c, cur_nimg)
+
+    # Conditioning for render cameras c: a front view (cond_pose 'front'), zeros (gpc_reg_prob None) or c with the
+    # GPC swap.
+    def _conditioning(self, c, cur_nimg):
+        if self.front_pool is not None:
+            return sample_labels(self.front_pool, len(c))
         if self.gpc_reg_prob is None:
-            return c, torch.zeros_like(c)
-        return c, swap_conditioning(c, gpc_swap_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg))
+            return torch.zeros_like(c)
+        return swap_conditioning(c, gpc_swap_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg))
 
     def _generate(self, n, cur_nimg, update_emas):
         c, c_cond = self._cameras(n, cur_nimg)

@@ -16,7 +16,7 @@ import torch
 
 from training import cameras
 from training.losses import Phase, nonsaturating_d_fake, nonsaturating_d_real, nonsaturating_g, r1_penalty, sample_labels
-from training.losses.eg3d import EG3DLoss, density_reg_loss, gpc_swap_prob, real_raw, run_D, swap_conditioning
+from training.losses.eg3d import EG3DLoss, density_reg_loss, real_raw, run_D
 from training.losses.perceptual import build_perceptual
 
 SIDES = ('front', 'back')
@@ -448,13 +448,11 @@ class EG3DTwoSetLoss(EG3DLoss):
     def _coins(self, n, device):
         return torch.rand([n], device=device) < self.heads_fraction
 
-    # Fake cameras from the two pools with the mixing odds; conditioning as in EG3DLoss (GPC swap or zeros).
+    # Fake cameras from the two pools with the mixing odds; conditioning as in EG3DLoss.
     def _cameras(self, n, cur_nimg):
         coin = self._coins(n, self.faces_pool.device)[:, None]
         c = torch.where(coin, sample_labels(self.heads_pool, n), sample_labels(self.faces_pool, n))
-        if self.gpc_reg_prob is None:
-            return c, torch.zeros_like(c)
-        return c, swap_conditioning(c, gpc_swap_prob(cur_nimg, self.gpc_reg_prob, self.gpc_reg_fade_kimg))
+        return c, self._conditioning(c, cur_nimg)
 
     # Mix the two real batches sample by sample and run the EG3D phase on the result.
     def accumulate_gradients(self, phase, batch, gain, cur_nimg):
