@@ -30,6 +30,13 @@ def blur_sigma(cur_nimg, init_sigma, fade_kimg):
     return max(1 - cur_nimg / (fade_kimg * 1e3), 0) * init_sigma
 
 #----------------------------------------------------------------------------
+# Keep only the labels of one side: front |yaw| <= pi/2, back |yaw| > pi/2 (DESIGN.md section 4). [N] bool.
+
+def side_mask(c, side):
+    yaw, _ = cameras.yaw_pitch_from_label(c)
+    return yaw.abs() <= math.pi / 2 if side == 'front' else yaw.abs() > math.pi / 2
+
+#----------------------------------------------------------------------------
 # Probability that the conditioning camera is swapped for another sample's: 1 fading to final_prob.
 
 def gpc_swap_prob(cur_nimg, final_prob, fade_kimg):
@@ -136,8 +143,7 @@ class EG3DLoss:
             raise ValueError(f"loss.cond_pose must be 'render' or 'front', got {cond_pose!r}")
         self.front_pool = None
         if cond_pose == 'front':
-            yaw, _ = cameras.yaw_pitch_from_label(torch.as_tensor(self.pool))
-            self.front_pool = self.pool[yaw.abs() <= math.pi / 2]
+            self.front_pool = self.pool[side_mask(self.pool, 'front')]
             if len(self.front_pool) == 0:
                 raise ValueError(f'loss.cond_pose front: data set {data_set!r} has no front-view labels (|yaw| <= 90 degrees)')
         self.nr_initial, self.nr_final, self.nr_fade_kimg = nr_initial, nr_final, nr_fade_kimg

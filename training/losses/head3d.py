@@ -16,7 +16,7 @@ import torch
 
 from training import cameras
 from training.losses import Phase, nonsaturating_d_fake, nonsaturating_d_real, nonsaturating_g, r1_penalty, sample_labels
-from training.losses.eg3d import EG3DLoss, density_reg_loss, real_raw, run_D
+from training.losses.eg3d import EG3DLoss, density_reg_loss, real_raw, run_D, side_mask
 from training.losses.perceptual import build_perceptual
 
 SIDES = ('front', 'back')
@@ -63,13 +63,6 @@ def rgb_loss(out_t, out_s):
 def yaw_window(c, tau):
     yaw, _ = cameras.yaw_pitch_from_label(c)
     return yaw.abs() <= tau
-
-#----------------------------------------------------------------------------
-# Keep only the labels of one side: front |yaw| <= pi/2, back |yaw| > pi/2 (DESIGN.md section 4).
-
-def side_mask(c, side):
-    yaw, _ = cameras.yaw_pitch_from_label(c)
-    return yaw.abs() <= math.pi / 2 if side == 'front' else yaw.abs() > math.pi / 2
 
 #----------------------------------------------------------------------------
 # Tri-planes with random backbone noise (training, as EG3D's loss) drawn from `seed`: teacher and student get the
