@@ -18,9 +18,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The test command (README command 2). CPU only; CUDA tests skip without a GPU.
+# The test command (README command 2). CPU only; CUDA tests skip without a GPU. One pytest-xdist worker per core
+# (at most 4), the slow tests first (tests/conftest.py), idle workers take queued tests from busy ones (worksteal).
 test: $(STAMP)
-	$(VPY) -m pytest -q --durations=15 tests
+	$(VPY) -m pytest -q --durations=15 -n auto --maxprocesses 4 --dist worksteal tests
 
 # The main job (README command 1): the whole Head3D pipeline on the embedded synthetic world.
 demo: $(STAMP)

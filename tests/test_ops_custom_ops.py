@@ -18,6 +18,7 @@ from torch_utils.ops import bias_act, upfirdn2d
 NVCC = shutil.which('nvcc') or (os.path.isfile('/usr/local/cuda/bin/nvcc') and '/usr/local/cuda/bin/nvcc')
 needs_nvcc = pytest.mark.skipif(not NVCC, reason='nvcc not found (no CUDA toolkit on this machine)')
 
+@pytest.mark.slow
 @needs_nvcc
 def test_cuda_kernels_compile(tmp_path, monkeypatch):
     # slow: builds both plugins from scratch into an empty cache, for sm_90 unless TORCH_CUDA_ARCH_LIST is set. The
