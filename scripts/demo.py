@@ -10,7 +10,8 @@ Stages, each a plain CLI call that you can also run by hand (the report lists th
   3. head_ft  train.py --config head_ft_tiny  (stage 1: head generator fine-tuned from the teacher)
   4. head3d   train.py --config head3d_tiny   (stage 2: tri-plane distillation with dual discriminators)
   5. samples  gen_samples.py images (front/side/back), video (360-degree orbit), shapes (coloured mesh)
-  6. metrics  scripts/calc_metrics.py with the metrics that work offline
+  6. metrics  scripts/calc_metrics.py with the metrics that work offline, and the back view of each student's earlier
+              kept snapshots
   7. report   report.md + report.html in --outdir
 
 A rerun reuses finished stages: the world is kept once complete, and train.py resumes a run dir from its latest
@@ -83,6 +84,14 @@ def run_stage(name, cmd, timings, log, required=True):
 def latest_snapshot(run_dir):
     from training.checkpoint import latest_snapshot as latest
     return latest(run_dir) if os.path.isdir(run_dir) else None
+
+def list_snapshots(run_dir):
+    from training.checkpoint import list_snapshots as snapshots
+    return snapshots(run_dir)
+
+# The training length of a snapshot file (snapshot-<nimg>.pt) in kimg.
+def snapshot_kimg(path):
+    return int(os.path.basename(path)[len('snapshot-'):-len('.pt')]) / 1000
 
 #----------------------------------------------------------------------------
 # Last logged value of each loss term of a run (from stats.jsonl), for the report.
@@ -201,7 +210,16 @@ def heads_section(metric_rows):
           '', '| network | back-view accuracy | samples |', '|---|---|---|']
     md += [f'| {title} | {_fmt(r["value"])} | {r["num"]} |' for title, r in rows if r]
     real = next((r.get('real_value') for _, r in rows if r), None)
-    md += [f'| real back views (ceiling) | {_fmt(real)} | - |', '',
+    md += [f'| real back views (ceiling) | {_fmt(real)} | - |', '']
+    earlier = {s: [(net, row) for net, row in metric_rows if net.startswith(f'{s} at ') and row['metric'] == 'backview']
+               for s in ('head_ft', 'head3d')}
+    if any(earlier.values()):
+        md += ['The same value on the earlier snapshots that each run keeps (one value per snapshot is one point of a '
+               'curve that moves during training):', '']
+        md += [f'- {s}: ' + ', '.join(f'{net[len(s) + 4:]} {_fmt(row["value"])}' for net, row in found)
+               for s, found in earlier.items() if found]
+        md += ['']
+    md += [
            'Which part of head3d shows a face from behind (its xy plane, its xz/yz planes or its decoder) is measured '
            'by exchanging them with head_ft\'s: `python scripts/diagnose_backs.py --teacher TEACHER --head-ft '
            'OUT/head_ft --head3d OUT/head3d --heads OUT/world/heads.zip --outdir OUT/diagnose_backs`, with TEACHER '
@@ -451,6 +469,17 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
                               '--split', split, '--num', metric_num, '--num-id', metric_num] + extra +
                              ['--out', out, '--device', 'cpu'], timings, commands)
         metric_rows += [(name, row) for row in read_metrics(out)]
+    # The back view of each student's earlier kept snapshots (0.2 kimg apart): how far the final value can move.
+    for name, run_dir, final in (('head_ft', ft_dir, head_ft), ('head3d', h3_dir, student)):
+        out = os.path.join(outdir, f'metrics-{name}-earlier.jsonl')
+        if os.path.exists(out):
+            os.remove(out)
+        for snap in reversed(list_snapshots(run_dir)):
+            if os.path.abspath(snap) != os.path.abspath(final):
+                run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads_zip,
+                                      '--metrics', 'backview', '--split', 'back', '--num', metric_num,
+                                      '--out', out, '--device', 'cpu'], timings, commands)
+        metric_rows += [(f'{name} at {snapshot_kimg(row["network"]):g} kimg', row) for row in read_metrics(out)]
 
     # 7. Report.
     teacher_text = (f'{os.path.relpath(teacher, ROOT) if teacher.startswith(ROOT + os.sep) else teacher} '

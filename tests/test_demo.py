@@ -58,6 +58,26 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert 'scripts/calc_metrics.py --network' in report and 'train.py --config head3d_tiny' in report
     assert 'threads=2' in report and '--set num_threads=2' in report     # the same arithmetic on any machine
 
+# The complete-heads table lists the back view of each student's earlier kept snapshots under the final values (the
+# toy run above keeps one snapshot per stage, so the list is checked here on made-up metric rows).
+
+def test_heads_section_lists_the_earlier_snapshots_of_each_student():
+    demo = load_program('scripts/demo.py')
+    assert demo.snapshot_kimg('/x/head_ft/snapshot-0000000600.pt') == 0.6
+
+    def row(value, snap=None):
+        return dict(metric='backview', split='back', value=value, num=96, real_value=0.96,
+                    **({'network': snap} if snap else {}))
+    rows = [('face', row(0.021)), ('head_ft', row(0.562)), ('head3d', row(0.312)),
+            ('head_ft at 0.4 kimg', row(0.4375)), ('head_ft at 0.6 kimg', row(0.8229)),
+            ('head3d at 0.6 kimg', row(0.3229))]
+    md = demo.heads_section(rows)
+    assert '| head_ft | 0.562 | 96 |' in md and '| real back views (ceiling) | 0.960 | - |' in md
+    assert '- head_ft: 0.4 kimg 0.438, 0.6 kimg 0.823' in md
+    assert '- head3d: 0.6 kimg 0.323' in md
+    # without earlier snapshots (a run that kept only its last one) the list is left out
+    assert not any(line.startswith('- head') for line in demo.heads_section(rows[:3]))
+
 #----------------------------------------------------------------------------
 # reproduce_table4: every method trains once per seed and each cell is mean +- std over the seeds. The training and
 # metric commands are recorded instead of run (a real toy run is what test_demo_runs_every_stage... does for the
