@@ -58,8 +58,9 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert 'scripts/calc_metrics.py --network' in report and 'train.py --config head3d_tiny' in report
     assert 'threads=2' in report and '--set num_threads=2' in report     # the same arithmetic on any machine
 
-# The complete-heads table lists the back view of each student's earlier kept snapshots under the final values (the
-# toy run above keeps one snapshot per stage, so the list is checked here on made-up metric rows).
+# The complete-heads table lists the back view of each student's earlier snapshots under the final values (the demo
+# measures the one before the final; the toy run above keeps one snapshot per stage, so the list is checked here on
+# made-up metric rows).
 
 def test_heads_section_lists_the_earlier_snapshots_of_each_student():
     demo = load_program('scripts/demo.py')
