@@ -91,7 +91,8 @@ def list_snapshots(run_dir):
 
 # The training length of a snapshot file (snapshot-<nimg>.pt) in kimg.
 def snapshot_kimg(path):
-    return int(os.path.basename(path)[len('snapshot-'):-len('.pt')]) / 1000
+    from training.checkpoint import SNAPSHOT_RE
+    return int(SNAPSHOT_RE.match(os.path.basename(path)).group(1)) / 1000
 
 #----------------------------------------------------------------------------
 # Last logged value of each loss term of a run (from stats.jsonl), for the report.
@@ -216,7 +217,7 @@ def heads_section(metric_rows):
     if any(earlier.values()):
         md += ['The same value on the snapshot before the final one (one value per snapshot is one point of a curve '
                'that moves during training):', '']
-        md += [f'- {s}: ' + ', '.join(f'{net[len(s) + 4:]} {_fmt(row["value"])}' for net, row in found)
+        md += [f'- {s}: ' + ', '.join(f'{net.removeprefix(f"{s} at ")} {_fmt(row["value"])}' for net, row in found)
                for s, found in earlier.items() if found]
         md += ['']
     md += [

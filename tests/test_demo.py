@@ -66,9 +66,8 @@ def test_heads_section_lists_the_earlier_snapshots_of_each_student():
     demo = load_program('scripts/demo.py')
     assert demo.snapshot_kimg('/x/head_ft/snapshot-0000000600.pt') == 0.6
 
-    def row(value, snap=None):
-        return dict(metric='backview', split='back', value=value, num=96, real_value=0.96,
-                    **({'network': snap} if snap else {}))
+    def row(value):
+        return dict(metric='backview', split='back', value=value, num=96, real_value=0.96)
     rows = [('face', row(0.021)), ('head_ft', row(0.562)), ('head3d', row(0.312)),
             ('head_ft at 0.4 kimg', row(0.4375)), ('head_ft at 0.6 kimg', row(0.8229)),
             ('head3d at 0.6 kimg', row(0.3229))]
