@@ -26,6 +26,22 @@ It is a coarse, offline check (no network weights): it asks whether the centre o
 layout or not; it does not judge realism (use FID/KID for that). Because the features ignore contrast, a faint
 face (eyes barely visible on a dark back) counts as a face: on blurred renders with little structure the vote
 rests on faint edges, so read the value together with the yaw-180 grids.
+
+Mirror-face similarity (metric `mirror`): a second, per-latent reading of the same renders that needs no
+classifier. For each latent it compares the yaw-180 render, flipped left-right, with the latent's own yaw-0 render:
+the absolute normalised cross-correlation of their high-passed grey centres (absolute, because a face can also
+show through with inverted contrast: dark blobs where the front has bright eyes, as longer stage-1 runs render) (the central half, at 32x32 px, each pixel minus the
+mean of its 7x7 neighbourhood, so that shading and the silhouette's brightness drop out and eyes, brows, nose and
+mouth stay). A mirror face repeats the latent's face there and scores high; a back of the head scores about what
+unrelated images score. Read against: `other_z` (the same renders paired with another latent's front view: what
+two heads of the generator share anyway) and `real_value` (same-identity real pairs of the dataset, a front view
+within 15 degrees of yaw 0 and a back view within 15 degrees of yaw 180, one identity per folder: what a true back
+scores). The mean can hide a minority of faces behind, so the result also gives `face_rate`: the share of latents
+whose similarity is above the 90th percentile of the real pairs (0.10 for real heads by construction; 1 - it is an
+accuracy that reads like the kNN one). Like the kNN features it ignores brightness and contrast (a dimmed copy of the face scores as high as the
+face); unlike them it compares each render with its own latent's face, so structure that is not that face (hair,
+noise, blur) lowers the value instead of casting a vote. On the synthetic world's students, sorting the yaw-180
+renders by it runs from plain dark backs to clearly visible eyes, which the kNN vote does not follow (README).
 """
 
 import math
@@ -49,18 +65,22 @@ BINS = 8            # unsigned gradient orientations, 0 to 180 degrees
 K = 5
 
 #----------------------------------------------------------------------------
-# Features [N, BINS*CELLS*CELLS] of images (uint8 [N,3,H,W] or float in [-1,1]), each of unit length (an image
-# without any edge in its centre gets the zero vector).
+# The grey central crop [N,1,RES,RES] of images (uint8 [N,3,H,W] or float in [-1,1]): what both readings look at.
 
-def view_features(images):
+def grey_centre(images):
     x = images.float()
     if images.dtype == torch.uint8:
         x = x / 127.5 - 1
     size = x.shape[-1]
     lo = int(round(size * (1 - CROP) / 2))
     x = x[..., lo:size - lo, lo:size - lo].mean(1, keepdim=True)
-    if x.shape[-1] != RES:
-        x = filtered_resizing(x, RES)
+    return filtered_resizing(x, RES) if x.shape[-1] != RES else x
+
+# Features [N, BINS*CELLS*CELLS] of images (uint8 [N,3,H,W] or float in [-1,1]), each of unit length (an image
+# without any edge in its centre gets the zero vector).
+
+def view_features(images):
+    x = grey_centre(images)
     sobel = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]]) / 8
     x = F.pad(x, (1, 1, 1, 1), mode='replicate')
     gx = F.conv2d(x, sobel.view(1, 1, 3, 3).to(x.device))
@@ -135,8 +155,15 @@ def real_rates(ref, k=K):
 #----------------------------------------------------------------------------
 # Render `num` latents at yaw 0 and 180 and classify them: (front rate, back rate).
 
-@torch.no_grad()
 def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, device='cpu', progress=None):
+    views = generator_views(G, ref, num, k=k, batch=batch, seed=seed, truncation_psi=truncation_psi, device=device,
+                            progress=progress)
+    return views['front'], views['back']
+
+# The same renders, all readings: dict(front, back (rates), mirror [num] (each latent's mirror-face similarity),
+# mirror_other [num] (each latent's yaw-180 render against the next latent's yaw-0 render)).
+@torch.no_grad()
+def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, device='cpu', progress=None):
     orbit = generate.camera_orbit(G)
     intr = ref['intrinsics'].to(device)
 
@@ -147,6 +174,7 @@ def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
 
     z = draw_z(G, num, seed, device=device)
     probs = {0.0: [], 180.0: []}
+    feats = {0.0: [], 180.0: []}
     for start in range(0, int(num), batch):
         zz = z[start:start + batch]
         n = zz.shape[0]
@@ -154,12 +182,72 @@ def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
         planes = G.synthesis_planes(ws, noise_mode='const')
         for yaw in probs:
             img = G.render_planes(planes, ws, labels(yaw, n), render_overrides=RENDER_OVERRIDES)['image']
-            probs[yaw].append(back_probability(view_features(img.float().clamp(-1, 1)).cpu(), ref, k=k))
+            img = img.float().clamp(-1, 1)
+            probs[yaw].append(back_probability(view_features(img).cpu(), ref, k=k))
+            feats[yaw].append(mirror_features(img).cpu())
         if progress is not None:
             progress.update(n)
-    front = float((torch.cat(probs[0.0]) <= 0.5).float().mean())
-    back = float((torch.cat(probs[180.0]) > 0.5).float().mean())
-    return front, back
+    front_feat, back_feat = torch.cat(feats[0.0]), torch.cat(feats[180.0])
+    return dict(front=float((torch.cat(probs[0.0]) <= 0.5).float().mean()),
+                back=float((torch.cat(probs[180.0]) > 0.5).float().mean()),
+                mirror=mirror_similarity(front_feat, back_feat),
+                mirror_other=mirror_similarity(front_feat.roll(1, 0), back_feat))
+
+#----------------------------------------------------------------------------
+# Mirror-face similarity (see the module text).
+
+MIRROR_PAIR_DEG = 15.0   # real pairs: a front view within this of yaw 0 and a back view within this of yaw 180
+MIRROR_BOX = 7           # the high-pass: minus the mean of this many pixels square (at RES x RES)
+MIRROR_MAX_PAIRS = 1000  # real pairs used at most (a seeded subset)
+MIRROR_REAL_QUANTILE = 0.9   # face_rate: the share of latents above this quantile of the real pairs (0.1 for reals)
+
+# High-passed grey centres [N, RES*RES] of images (uint8 [N,3,H,W] or float in [-1,1]).
+def mirror_features(images):
+    x = grey_centre(images)
+    pad = MIRROR_BOX // 2
+    local = F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode='replicate'), MIRROR_BOX, stride=1)
+    return (x - local).flatten(1)
+
+# Absolute normalised cross-correlation [N] of front features with the features of the left-right flipped back
+# views (both from mirror_features of the unflipped images: flipping the crop = flipping the image). Absolute: a
+# face that shows through with inverted contrast (dark blobs where the front has bright eyes) is a face too.
+# 0 where either is flat.
+def mirror_similarity(front_feat, back_feat):
+    b = back_feat.view(back_feat.shape[0], RES, RES).flip(-1).flatten(1)
+    return ((front_feat * b).sum(1) / (front_feat.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).abs()
+
+# The real pairs of a dataset: dict(value = mean similarity of same-identity pairs, other = the same fronts with
+# backs of other identities, num_pairs, p90 = the pairs' MIRROR_REAL_QUANTILE quantile), or None with the reason when the dataset has no such pairs (no front or
+# back view near yaw 0 / 180 in any folder, or one folder: no identities to pair).
+def real_mirror(path, max_pairs=MIRROR_MAX_PAIRS, seed=0):
+    ds = ImageLabelDataset(path)
+    abs_yaw = np.abs(ds.yaws_deg())
+    folder = np.array([os.path.dirname(ds.image_name(i)) for i in range(len(ds))])
+    if len(set(folder.tolist())) < 2:
+        return None, 'one folder: no identities to pair (mirror needs one folder per identity)'
+    fronts = np.flatnonzero(abs_yaw <= MIRROR_PAIR_DEG)
+    backs = np.flatnonzero(abs_yaw >= 180 - MIRROR_PAIR_DEG)
+    pairs = [(i, j) for i in fronts for j in backs if folder[i] == folder[j]]
+    if not pairs:
+        return None, (f'no identity folder has both a view within {MIRROR_PAIR_DEG:g} degrees of yaw 0 and one '
+                      f'within {MIRROR_PAIR_DEG:g} degrees of yaw 180')
+    if len(pairs) > max_pairs:
+        pairs = [pairs[k] for k in sorted(np.random.default_rng(seed).permutation(len(pairs))[:max_pairs])]
+    used = sorted({i for p in pairs for i in p})
+    feat = {}
+    for b in range(0, len(used), 256):
+        idx = used[b:b + 256]
+        f = mirror_features(torch.stack([torch.as_tensor(ds[int(i)][0]) for i in idx]))
+        feat.update(zip(idx, f))
+    front = torch.stack([feat[i] for i, _ in pairs])
+    back = torch.stack([feat[j] for _, j in pairs])
+    same = mirror_similarity(front, back)
+    # Other identities: each front with the back of the pair half the list away, where that is another folder.
+    shift = [(k + len(pairs) // 2) % len(pairs) for k in range(len(pairs))]
+    keep = [k for k, m in enumerate(shift) if folder[pairs[k][0]] != folder[pairs[m][1]]]
+    other = mirror_similarity(front[keep], back[[shift[k] for k in keep]]) if keep else torch.zeros(0)
+    return dict(value=float(same.mean()), other=float(other.mean()) if keep else None, num_pairs=len(pairs),
+                p90=float(same.quantile(MIRROR_REAL_QUANTILE))), None
 
 # The value of a split from (front, back) rates.
 def split_value(rates, split):

@@ -7,7 +7,7 @@ metric-<name>.jsonl in the run dir (with cur_nimg and the snapshot path) and log
 Names: <metric>[<N>k|<N>][_<split>] where metric is fid, kid, fd_<net> or kd_<net> (metric_main's registry), N the
 generated images (default 50k) and split full (= all), front or back (default full): fid50k_full, kid50k_full (EG3D's
 names), fid50k_back, fd_randconv, fd_randconv200_back. The other metrics by their registry name: backview[_<split>],
-id, id_proxy, consistency3d.
+mirror, id, id_proxy, consistency3d.
 """
 
 import json
@@ -24,7 +24,7 @@ from training.dataset import ImageLabelDataset
 
 SPLIT_NAMES = {'full': 'all', 'all': 'all', 'front': 'front', 'back': 'back'}
 SIZED = re.compile(r'^(?P<metric>fid|kid|fd_[a-z]+|kd_[a-z]+)(?P<num>\d+k?)?(?:_(?P<split>full|all|front|back))?$')
-PLAIN = re.compile(r'^(?P<metric>backview|id|id_proxy|consistency3d)(?:_(?P<split>full|all|front|back))?$')
+PLAIN = re.compile(r'^(?P<metric>backview|mirror|id|id_proxy|consistency3d)(?:_(?P<split>full|all|front|back))?$')
 
 #----------------------------------------------------------------------------
 # 'fid50k_full' -> dict(name, metric 'fid', split 'all', num 50000); unknown names are a ValueError naming them.
@@ -69,7 +69,7 @@ def snapshot_hook(names, cfg, run_dir, cache_dir=None, device=None):
             load_detector(spec.detector, cache_dir=cache_dir, device='cpu')
         if spec.kind == 'id':
             load_face_model(cache_dir=cache_dir, device='cpu')
-        if spec.kind in ('fd', 'kd', 'backview') and data is None:
+        if spec.kind in ('fd', 'kd', 'backview', 'mirror') and data is None:
             raise ValueError(f'--metrics {spec.name}: the config has no data set to compare with')
         if spec.kind in ('id', 'id_proxy') and teacher_path is None:
             raise ValueError(f'--metrics {spec.name}: needs --teacher (the face generator)')

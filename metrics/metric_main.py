@@ -15,6 +15,8 @@ Each metric registers itself (@register_metric: name -> compute function). Regis
   consistency3d          3D-consistency PSNR (table 3, GRAM-HD protocol).
   backview               view accuracy: yaw-180 renders that look like real back views, not a second face
                          (metrics/backview.py; offline, needs the dataset's front and back views).
+  mirror                 mirror-face similarity: how much of each latent's own face its yaw-180 render repeats
+                         (metrics/backview.py; same renders and data as backview; lower is better).
 """
 
 import dataclasses
@@ -146,16 +148,16 @@ class _Run:
                                                   self.device, self.progress)
         return self._features[key]
 
-    # backview's (generator rates, real-view rates, reference), computed once for all splits.
+    # backview's and mirror's (generator_views, real-view rates, reference): one set of renders for both metrics.
     def views(self):
         if self._views is None:
             opts = self.opts
             ref = backview.reference_views(self.data, max_real=opts.max_real, seed=opts.seed)
             bar = _bar(self.progress, opts.num, 'backview')
-            rates = backview.generator_rates(self.G, ref, opts.num, batch=opts.batch, seed=opts.seed,
+            views = backview.generator_views(self.G, ref, opts.num, batch=opts.batch, seed=opts.seed,
                                              truncation_psi=opts.truncation_psi, device=self.device, progress=bar)
             _close(bar)
-            self._views = (rates, backview.real_rates(ref), ref)
+            self._views = (views, backview.real_rates(ref), ref)
         return self._views
 
 # The detector fields of a result.
@@ -252,11 +254,29 @@ def _consistency3d(run, spec, split):
 # View accuracy of the yaw-0 / yaw-180 renders, with the classifier's accuracy on held-out real views.
 @register_metric('backview', 'View accuracy (kNN)', 'backview', per_split=True, needs=('data',))
 def _backview(run, spec, split):
-    rates, real, ref = run.views()
+    views, real, ref = run.views()
+    rates = (views['front'], views['back'])
     name = (f'knn{backview.K} on central edge orientations ({backview.CELLS}x{backview.CELLS}x{backview.BINS}) of '
             f'{ref["num_front"]} front + {ref["num_back"]} back real views')
     return dict(value=backview.split_value(rates, split), num=run.opts.num, detector=name,
                 real_value=backview.split_value(real, split))
+
+# Mirror-face similarity of the same yaw-0 / yaw-180 renders (lower: less of the latent's face behind), with the
+# other-latent baseline and the dataset's same-identity real pairs (real_value, and face_rate: the share of latents
+# above the real pairs' 90th percentile; without pairs real_value is None and real_note says why).
+@register_metric('mirror', 'Mirror-face similarity', 'mirror', needs=('data',))
+def _mirror(run, spec, split):
+    views, _, _ = run.views()
+    real, note = backview.real_mirror(run.data, seed=run.opts.seed)
+    out = dict(value=float(views['mirror'].mean()), num=run.opts.num, other_z=float(views['mirror_other'].mean()),
+               detector=(f'normalised cross-correlation of {backview.RES}x{backview.RES} high-passed grey centres, '
+                         'yaw 0 vs yaw 180 flipped'), real_value=real['value'] if real else None)
+    if real:
+        out.update(face_rate=float((views['mirror'] > real['p90']).float().mean()), real_other=real['other'],
+                   real_pairs=real['num_pairs'], real_p90=real['p90'])
+    else:
+        out.update(real_note=note)
+    return out
 
 #----------------------------------------------------------------------------
 # Parse 'fid,kid' (or a list) into registered names, rejecting unknown ones by name.

@@ -6,8 +6,9 @@ each line. Metrics (metrics/metric_main.py): fid, kid (Inception, needs inceptio
 docs/metrics.md), fd_<net>/kd_<net> for the offline networks pixels and randconv, pr / pr_<net> (precision and
 recall, k = 3 nearest neighbours, on Inception / an offline network: two lines per split), id (needs --teacher and a
 TorchScript face model), id_proxy (needs --teacher), consistency3d, backview (view accuracy: do yaw-180 renders
-look like real back views or like a second face; needs --data with front and back views). KID values are x100 as in
-the paper.
+look like real back views or like a second face; needs --data with front and back views), mirror (how much of each
+latent's own face its yaw-180 render repeats; same renders and data as backview). KID values are x100 as in the
+paper.
 
 Examples:
 

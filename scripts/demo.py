@@ -32,7 +32,7 @@ import click
 from dnnlib.util import check_output_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUDENT_METRICS = 'fd_randconv,kd_randconv,pr_randconv,backview,fidelity,consistency3d'
+STUDENT_METRICS = 'fd_randconv,kd_randconv,pr_randconv,backview,mirror,fidelity,consistency3d'
 # The identity-transfer grid's columns, (stage, yaw in degrees): the teacher's face, both students' faces for the same
 # latent, head3d around the head, and the teacher from behind (its mirror face).
 COMPARE_COLUMNS = (('face', 0), ('head_ft', 0), ('head3d', 0), ('head3d', 90), ('head3d', 180), ('face', 180))
@@ -202,23 +202,47 @@ def identity_section(metric_rows):
     return md
 
 def heads_section(metric_rows):
-    rows = [(STAGE_TITLES[s], _find(metric_rows, s, 'backview', 'back')) for s in ('face', 'head_ft', 'head3d')]
-    if not any(r for _, r in rows):
+    stages = ('face', 'head_ft', 'head3d')
+    rows = [(STAGE_TITLES[s], _find(metric_rows, s, 'backview', 'back'), _find(metric_rows, s, 'mirror'))
+            for s in stages]
+    if not any(r or m for _, r, m in rows):
         return []
     md = ['## Complete heads: what the back of the head looks like', '',
-          'View accuracy (kNN) of yaw-180 renders: the fraction classified as real back views (hair), not as a face. '
-          'A mirror face scores near 0; the ceiling is the same classifier on real back views of held-out identities.',
-          '', '| network | back-view accuracy | samples |', '|---|---|---|']
-    md += [f'| {title} | {_fmt(r["value"])} | {r["num"]} |' for title, r in rows if r]
-    real = next((r.get('real_value') for _, r in rows if r), None)
-    md += [f'| real back views (ceiling) | {_fmt(real)} | - |', '']
-    earlier = {s: [(net, row) for net, row in metric_rows if net.startswith(f'{s} at ') and row['metric'] == 'backview']
-               for s in ('head_ft', 'head3d')}
-    if any(earlier.values()):
-        md += ['The same value on the snapshot before the final one (one value per snapshot is one point of a curve '
+          'Two readings of the same yaw-180 renders (each latent also rendered at yaw 0, frontal conditioning). '
+          '**View accuracy (kNN)**: the fraction classified as real back views (hair), not as a face; a mirror face '
+          'scores near 0, the ceiling is the same classifier on real back views of held-out identities. It sees only '
+          'the layout of edges, whatever their strength, so on a smooth back with little structure its vote rests on '
+          'faint edges. **Mirror-face similarity**: how much of its own face each latent repeats behind (correlation '
+          'of the flipped yaw-180 render with its yaw-0 render, high-passed; lower is better); read against the same '
+          'network with another latent\'s face ("other z") and against real same-identity front / back pairs, what a '
+          'true back of the head scores; **face behind** is the share of latents whose similarity is above the 90th '
+          'percentile of those real pairs (0.10 for real heads by construction). These follow how strongly a faint '
+          'face shows, which the kNN vote does not (docs/metrics.md).', '',
+          '| network | back-view accuracy | mirror-face similarity | the same, other z | face behind | samples |',
+          '|---|---|---|---|---|---|']
+    md += [f'| {title} | {_fmt(r["value"]) if r else "-"} | {_fmt(m["value"]) if m else "-"} | '
+           f'{_fmt(m.get("other_z")) if m else "-"} | {_fmt(m.get("face_rate")) if m else "-"} | {(r or m)["num"]} |'
+           for title, r, m in rows if r or m]
+    real = next((r.get('real_value') for _, r, _ in rows if r), None)
+    mreal = next((m for _, _, m in rows if m and m.get('real_value') is not None), None)
+    md += [f'| real views (ceiling / true backs) | {_fmt(real)} | {_fmt(mreal["real_value"]) if mreal else "-"} | '
+           f'{_fmt(mreal.get("real_other")) if mreal else "-"} | {"0.100" if mreal else "-"} | '
+           f'{mreal["real_pairs"] if mreal else "-"} pairs |', '']
+    earlier = {}
+    for s in ('head_ft', 'head3d'):
+        for net, row in metric_rows:
+            if net.startswith(f'{s} at ') and row['metric'] in ('backview', 'mirror'):
+                entry = earlier.setdefault(s, {}).setdefault(net.removeprefix(f'{s} at '), {})
+                entry[row['metric']] = row['value']
+                if row['metric'] == 'mirror':
+                    entry['face_rate'] = row.get('face_rate')
+    if earlier:
+        md += ['The same values on the snapshot before the final one (one value per snapshot is one point of a curve '
                'that moves during training):', '']
-        md += [f'- {s}: ' + ', '.join(f'{net.removeprefix(f"{s} at ")} {_fmt(row["value"])}' for net, row in found)
-               for s, found in earlier.items() if found]
+        md += [f'- {s}: ' + ', '.join(f'{when}: back-view accuracy {_fmt(v.get("backview"))}, mirror-face similarity '
+                                      f'{_fmt(v.get("mirror"))}, face behind {_fmt(v.get("face_rate"))}'
+                                      for when, v in found.items())
+               for s, found in earlier.items()]
         md += ['']
     md += [
            'Which part of head3d shows a face from behind (its xy plane, its xz/yz planes or its decoder) is measured '
@@ -278,7 +302,9 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
            'of the image centre (blind to brightness: a dim face still counts as a face), are back / '
            'front views, one 3D head per latent (frontal conditioning); a mirror face scores 0 on back. The face '
            'teacher shows that failure; "real views (held out)" is the same classifier on real views of other '
-           'identities, the ceiling to read the others against.', '']
+           'identities, the ceiling to read the others against. Mirror-face similarity: the correlation of each '
+           'latent\'s flipped yaw-180 render with its own yaw-0 render (high-passed centres; lower is better; '
+           'references in the complete-heads table).', '']
     md += ['## Samples', '']
     for title, rel in images:
         if rel is None:                              # an optional output that was not written
@@ -458,7 +484,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
     # its own faces set. One calc_metrics call per network and dataset: features and renders are shared between metrics.
     c3d = ['--c3d-ids', 2, '--c3d-views', 24, '--c3d-res', 32, '--c3d-grid', 32, '--c3d-iters', c3d_iters, '--c3d-rays', 1024,
            '--c3d-samples', 24]
-    jobs = (('face', 'face', teacher, 'backview', heads_zip, 'all,front,back', []),
+    jobs = (('face', 'face', teacher, 'backview,mirror', heads_zip, 'all,front,back', []),
             ('face', 'face-faces', teacher, 'pr_randconv', faces_zip, 'all', []),
             ('head_ft', 'head_ft', head_ft, STUDENT_METRICS, heads_zip, 'all,front,back', ['--teacher', teacher] + c3d),
             ('head3d', 'head3d', student, STUDENT_METRICS, heads_zip, 'all,front,back', ['--teacher', teacher] + c3d))
@@ -478,7 +504,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
             os.remove(out)
         for snap in [s for s in list_snapshots(run_dir) if os.path.abspath(s) != os.path.abspath(final)][:1]:
             run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads_zip,
-                                  '--metrics', 'backview', '--split', 'back', '--num', metric_num,
+                                  '--metrics', 'backview,mirror', '--split', 'back', '--num', metric_num,
                                   '--out', out, '--device', 'cpu'], timings, commands)
         metric_rows += [(f'{name} at {snapshot_kimg(row["network"]):g} kimg', row) for row in read_metrics(out)]
 

@@ -4,8 +4,9 @@ A Head3D student (stage 2) is rendered with its parts exchanged with those of it
 fine-tuned head generator (stage 1), and of the face teacher: the xy plane (which eq. 5 distils), the xz and
 third planes (the head template, paper section 3.2), and the renderer's decoder + super-resolution. For every
 combination it reports the back-view accuracy of yaw-180 renders (metrics/backview.py, reference views from
---heads; 1 = hair behind, 0 = a face behind) and the ID-proxy of the frontal render to the teacher's render of the
-same latent (metrics/identity.py; pixel likeness of the face region, not ArcFace), each over the same --num
+--heads; 1 = hair behind, 0 = a face behind), the mirror-face similarity of the same renders (how much of each
+latent's own face shows behind; lower is better, real same-identity pairs of --heads give a true back's value) and
+the ID-proxy of the frontal render to the teacher's render of the same latent (metrics/identity.py; pixel likeness of the face region, not ArcFace), each over the same --num
 latents. Neither measure looks at the side of the head: OUTDIR/diagnose_backs.png shows each combination at yaw
 0, 90 and 180 (three rows per combination, in --combos order; one column per seed 0..N-1 of --grid-seeds), where a
 mix of parts from different networks can show a broken head shape from the side (as the paper's fig. 12(a) says of
@@ -98,9 +99,10 @@ def diagnose(nets, combos, ref, num, grid_seeds=8, device='cpu', progress=None):
     rows, strips = [], []
     for combo in combos:
         G = nets[combo[0]] if len(set(combo)) == 1 else PartsGenerator(*[nets[k] for k in combo])
-        _front, back = backview.generator_rates(G, ref, num, device=device)
+        views = backview.generator_views(G, ref, num, device=device)
         fid = identity.frontal_fidelity(nets['T'], G, num=num, device=device)
-        rows.append(dict(combo=combo, back_view=round(back, 4), id_proxy=round(fid['id_proxy'][0], 4),
+        rows.append(dict(combo=combo, back_view=round(views['back'], 4),
+                         mirror=round(float(views['mirror'].mean()), 4), id_proxy=round(fid['id_proxy'][0], 4),
                          id_proxy_other_z=round(fid['id_proxy'][1], 4)))
         if grid_seeds:
             views = generate.render_seed_views(G, list(range(grid_seeds)), GRID_VIEWS, device=device)['image']
@@ -114,7 +116,8 @@ SOURCE = dict(T='teacher', F='head_ft', H='head3d')
 
 def format_row(row):
     xy, rest, render = (SOURCE[k] for k in row['combo'])
-    return f'| {row["combo"]} | {xy} | {rest} | {render} | {row["back_view"]:.3f} | {row["id_proxy"]:.3f} |'
+    return (f'| {row["combo"]} | {xy} | {rest} | {render} | {row["back_view"]:.3f} | {row["mirror"]:.3f} | '
+            f'{row["id_proxy"]:.3f} |')
 
 #----------------------------------------------------------------------------
 
@@ -154,8 +157,12 @@ def main(teacher, head_ft, head3d, heads, outdir, combos, num, grid_seeds, threa
         raise click.ClickException(f'--heads {heads!r}: {e}')
     _, real_back = backview.real_rates(ref)
     click.echo(f'real back views (ceiling): {real_back:.3f}')
-    click.echo('| combo | xy plane | xz/yz planes | decoder + SR | back-view accuracy | ID-proxy to teacher |')
-    click.echo('|---|---|---|---|---|---|')
+    real_mirror, _ = backview.real_mirror(heads)
+    if real_mirror:
+        click.echo(f'real same-identity front/back pairs, mirror-face similarity (a true back): {real_mirror["value"]:.3f}')
+    click.echo('| combo | xy plane | xz/yz planes | decoder + SR | back-view accuracy | mirror-face similarity | '
+               'ID-proxy to teacher |')
+    click.echo('|---|---|---|---|---|---|---|')
     try:
         rows, grid = diagnose(nets, combos, ref, num, grid_seeds, progress=lambda row: click.echo(format_row(row)))
     except ValueError as e:
@@ -164,7 +171,7 @@ def main(teacher, head_ft, head3d, heads, outdir, combos, num, grid_seeds, threa
     path = os.path.join(outdir, 'diagnose_backs.json')
     with open(path + '.tmp', 'w') as f:
         json.dump(dict(networks=paths, heads=os.path.abspath(heads), num=num, real_back_view=round(real_back, 4),
-                       rows=rows), f, indent=1)
+                       real_mirror=round(real_mirror['value'], 4) if real_mirror else None, rows=rows), f, indent=1)
     os.replace(path + '.tmp', path)
     click.echo(f'wrote {path}')
     if grid is not None:

@@ -50,33 +50,45 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
         assert any(line.startswith(f'| head3d | {label} |') for line in rows), label
     # The reading of the result: identity against its baselines, backs against the real ceiling, blur vs variety.
     for line in ('| head3d vs teacher, same z |', '| teacher vs teacher, other z (baseline) |',
-                 '| real: one identity, its two most frontal views |', '| real back views (ceiling) |'):
+                 '| real: one identity, its two most frontal views |', '| real views (ceiling / true backs) |'):
         assert any(row.startswith(line) for row in rows), line
+    for net in ('face', 'head_ft', 'head3d'):       # the mirror-face reading of the same renders
+        assert any(line.startswith(f'| {net} | Mirror-face similarity | - |') for line in rows), net
     for net, data in (('teacher', 'faces.zip'), ('head_ft', 'heads.zip'), ('head3d', 'heads.zip')):
         assert any(row.startswith(f'| {net} | {data} |') for row in rows), net
     assert 'worker processes' not in res.stderr     # loader workers are capped at the usable cores
     assert 'scripts/calc_metrics.py --network' in report and 'train.py --config head3d_tiny' in report
     assert 'threads=2' in report and '--set num_threads=2' in report     # the same arithmetic on any machine
 
-# The complete-heads table lists the back view of each student's earlier snapshots under the final values (the demo
-# measures the one before the final; the toy run above keeps one snapshot per stage, so the list is checked here on
-# made-up metric rows).
+# The complete-heads table gives both readings of the backs (view accuracy, mirror-face similarity with its other-z
+# and real-pair references) and lists each student's earlier snapshots under the final values (the demo measures the
+# one before the final; the toy run above keeps one snapshot per stage, so the list is checked here on made-up rows).
 
-def test_heads_section_lists_the_earlier_snapshots_of_each_student():
+def test_heads_section_lists_both_readings_and_the_earlier_snapshots_of_each_student():
     demo = load_program('scripts/demo.py')
     assert demo.snapshot_kimg('/x/head_ft/snapshot-0000000600.pt') == 0.6
 
     def row(value):
         return dict(metric='backview', split='back', value=value, num=96, real_value=0.96)
+
+    def mirror(value, other=0.1, rate=0.5):
+        return dict(metric='mirror', split=None, value=value, num=96, other_z=other, face_rate=rate, real_value=0.11,
+                    real_other=0.02, real_pairs=200, real_p90=0.29)
     rows = [('face', row(0.021)), ('head_ft', row(0.562)), ('head3d', row(0.312)),
+            ('face', mirror(0.574, 0.288)), ('head_ft', mirror(0.214)), ('head3d', mirror(0.306, 0.139)),
             ('head_ft at 0.4 kimg', row(0.4375)), ('head_ft at 0.6 kimg', row(0.8229)),
-            ('head3d at 0.6 kimg', row(0.3229))]
+            ('head_ft at 0.6 kimg', mirror(0.25)), ('head3d at 0.6 kimg', row(0.3229))]
     md = demo.heads_section(rows)
-    assert '| head_ft | 0.562 | 96 |' in md and '| real back views (ceiling) | 0.960 | - |' in md
-    assert '- head_ft: 0.4 kimg 0.438, 0.6 kimg 0.823' in md
-    assert '- head3d: 0.6 kimg 0.323' in md
+    assert '| head3d | 0.312 | 0.306 | 0.139 | 0.500 | 96 |' in md
+    assert '| teacher | 0.021 | 0.574 | 0.288 | 0.500 | 96 |' in md
+    assert '| real views (ceiling / true backs) | 0.960 | 0.110 | 0.020 | 0.100 | 200 pairs |' in md
+    assert ('- head_ft: 0.4 kimg: back-view accuracy 0.438, mirror-face similarity -, face behind -, 0.6 kimg: '
+            'back-view accuracy 0.823, mirror-face similarity 0.250, face behind 0.500') in md
+    assert '- head3d: 0.6 kimg: back-view accuracy 0.323, mirror-face similarity -, face behind -' in md
     # without earlier snapshots (a run that kept only its last one) the list is left out
-    assert not any(line.startswith('- head') for line in demo.heads_section(rows[:3]))
+    assert not any(line.startswith('- head') for line in demo.heads_section(rows[:6]))
+    # an older metrics file without the mirror rows still gives the accuracy table
+    assert '| head_ft | 0.562 | - | - | - | 96 |' in demo.heads_section(rows[:3])
 
 #----------------------------------------------------------------------------
 # reproduce_table4: every method trains once per seed and each cell is mean +- std over the seeds. The training and
@@ -112,7 +124,8 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
             bump = 1.0 if 'dft' in run_dir else 0.0
             with open(out, 'w') as f:
                 for metric, split in (('fd_randconv', 'all'), ('kd_randconv', 'all'), ('fd_randconv', 'back'),
-                                      ('kd_randconv', 'back'), ('id_proxy', None), ('backview', 'back')):
+                                      ('kd_randconv', 'back'), ('id_proxy', None), ('backview', 'back'),
+                                      ('mirror', None)):
                     f.write(json.dumps(dict(metric=metric, split=split, value=seed + bump)) + '\n')
     monkeypatch.setattr(t4, 'run', fake_run)
     out = tmp_path / 'table4'
@@ -131,6 +144,7 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     assert '| Ours (Head3D) | 1.000 +- 1.000 |' in table and '| DFT | 2.000 +- 1.000 |' in table
     saved = json.loads((out / 'table4.json').read_text())
     assert saved['seeds'] == [0, 1, 2] and saved['rows'][0]['cells']['id_proxy'] == dict(mean=1.0, std=1.0, n=3)
+    assert saved['rows'][1]['cells']['mirror'] == dict(mean=2.0, std=1.0, n=3)     # the mirror-face column too
     assert len(saved['rows'][1]['seeds']) == 3
 
     # A rerun measures only what is new: nothing when every snapshot was measured with these settings, one run

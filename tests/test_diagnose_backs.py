@@ -67,6 +67,8 @@ def test_cli_writes_rows_and_rejects_bad_input(gens, tmp_path):
     assert [r['combo'] for r in report['rows']] == ['TTT', 'HFH']
     assert report['rows'][0]['id_proxy'] == pytest.approx(1.0, abs=1e-5)      # the teacher against itself
     assert all(0 <= r['back_view'] <= 1 for r in report['rows'])
+    assert all(-1 <= r['mirror'] <= 1 for r in report['rows']) and report['rows'][0]['mirror'] > 0.2  # T's mirror face
+    assert report['real_mirror'] is None            # one folder: no identities to pair, so no true-back reference
     import PIL.Image
     grid = PIL.Image.open(tmp_path / 'out' / 'diagnose_backs.png')
     assert grid.size == (2 * 32, 2 * 3 * 32)             # 2 seeds per row; yaw 0, 90, 180 for each of 2 combos

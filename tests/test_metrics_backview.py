@@ -125,3 +125,50 @@ def test_backview_runs_on_a_real_tri_plane_generator(tmp_path):
     front, back = backview.generator_rates(G, backview.reference_views(data), num=3, batch=2)
     for rate in (front, back):                  # a fraction of the 3 renders of each yaw
         assert 0 <= rate <= 1 and rate * 3 == pytest.approx(round(rate * 3), abs=1e-5)
+
+#----------------------------------------------------------------------------
+# Mirror-face similarity: the same renders as backview; a mirror face (bright or dim) repeats the latent's own face
+# behind (about 1), a back of hair does not; the real same-identity pairs are the reference.
+
+@pytest.mark.parametrize('mode, high', [('mirror', True), ('dim_mirror', True), ('head', False)])
+def test_mirror_similarity_is_high_for_a_mirror_face_and_low_for_hair(tmp_path, mode, high):
+    data = _write_heads(tmp_path / 'heads')
+    G = _HeadG(mode)
+    results = metric_main.run_metrics('backview,mirror', G, data=data, split_list='back', num=10, batch=4)
+    assert [r['metric'] for r in results] == ['backview', 'mirror']
+    assert len(G.renders) == 6                  # one set of yaw-0 / yaw-180 renders serves both metrics
+    m = results[1]
+    assert m['label'] == 'Mirror-face similarity' and m['num'] == 10 and m['split'] is None
+    assert (m['value'] > 0.99) if high else (abs(m['value']) < 0.3)
+    # every latent renders the same face here, so another latent's face is as similar as its own
+    assert m['other_z'] == pytest.approx(m['value'], abs=1e-5)
+    # real pairs: yaw 0 with yaw -170 and 180 of each of the 6 identities, hair behind: low, like other identities
+    assert m['real_pairs'] == 12 and abs(m['real_value']) < 0.3 and abs(m['real_other']) < 0.3
+    # face behind: the share of latents above the real pairs' 90th percentile (all of them for a mirror face)
+    assert m['real_p90'] < 0.3 and m['face_rate'] == (1.0 if high else 0.0)
+    json.dumps(results)
+
+def test_mirror_features_and_the_flip():
+    face = torch.from_numpy(_face(0)).permute(2, 0, 1)[None] / 127.5 - 1
+    asym = face.clone()
+    asym[..., 6:8, 4:6] = 1.0                   # one eye gone: no longer left-right symmetric
+    f = backview.mirror_features(asym)
+    assert f.shape == (1, backview.RES ** 2)
+    # the view from behind shows the face flipped left-right: the flipped image matches, the unflipped one less
+    same = backview.mirror_similarity(f, backview.mirror_features(asym.flip(-1)))
+    unflipped = backview.mirror_similarity(f, f)
+    assert same.item() == pytest.approx(1.0, abs=1e-5) and unflipped.item() < 0.9
+    # a flat image has no structure: similarity 0, not NaN
+    flat = backview.mirror_features(torch.zeros(1, 3, RES, RES))
+    assert backview.mirror_similarity(f, flat).item() == 0.0
+
+def test_real_pairs_need_identity_folders_and_views_near_0_and_180(tmp_path):
+    one_folder = _write_heads(tmp_path / 'one', ids=1)
+    real, note = backview.real_mirror(one_folder)
+    assert real is None and 'one folder' in note
+    no_pairs = _write_heads(tmp_path / 'far', yaws=(0, 20, 160))
+    real, note = backview.real_mirror(no_pairs)
+    assert real is None and 'within 15 degrees of yaw 180' in note
+    # the metric still gives the generator's value, and says why the reference is missing
+    m = metric_main.run_metrics('mirror', _HeadG('mirror'), data=no_pairs, num=4)[0]
+    assert m['value'] > 0.99 and m['real_value'] is None and 'within 15 degrees' in m['real_note']
