@@ -21,6 +21,7 @@ def test_names_in_eg3d_style():
     assert parse_name('fd_randconv') == dict(name='fd_randconv', metric='fd_randconv', split='all', num=50000)
     assert parse_name('kd_pixels200_front') == dict(name='kd_pixels200_front', metric='kd_pixels', split='front', num=200)
     assert parse_name('backview_back')['metric'] == 'backview' and parse_name('id')['split'] == 'all'
+    assert parse_name('mirror')['metric'] == 'mirror'
     for bad in ('fid50k_side', 'fd_nonet', 'bogus', 'fid1'):
         with pytest.raises(ValueError, match='unknown metric|at least 2'):
             parse_name(bad)
