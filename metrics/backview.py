@@ -29,19 +29,20 @@ rests on faint edges, so read the value together with the yaw-180 grids.
 
 Mirror-face similarity (metric `mirror`): a second, per-latent reading of the same renders that needs no
 classifier. For each latent it compares the yaw-180 render, flipped left-right, with the latent's own yaw-0 render:
-the absolute normalised cross-correlation of their high-passed grey centres (absolute, because a face can also
-show through with inverted contrast: dark blobs where the front has bright eyes, as longer stage-1 runs render) (the central half, at 32x32 px, each pixel minus the
-mean of its 7x7 neighbourhood, so that shading and the silhouette's brightness drop out and eyes, brows, nose and
-mouth stay). A mirror face repeats the latent's face there and scores high; a back of the head scores about what
-unrelated images score. Read against: `other_z` (the same renders paired with another latent's front view: what
-two heads of the generator share anyway) and `real_value` (same-identity real pairs of the dataset, a front view
-within 15 degrees of yaw 0 and a back view within 15 degrees of yaw 180, one identity per folder: what a true back
-scores). The mean can hide a minority of faces behind, so the result also gives `face_rate`: the share of latents
-whose similarity is above the 90th percentile of the real pairs (0.10 for real heads by construction; 1 - it is an
-accuracy that reads like the kNN one). Like the kNN features it ignores brightness and contrast (a dimmed copy of the face scores as high as the
-face); unlike them it compares each render with its own latent's face, so structure that is not that face (hair,
-noise, blur) lowers the value instead of casting a vote. On the synthetic world's students, sorting the yaw-180
-renders by it runs from plain dark backs to clearly visible eyes, which the kNN vote does not follow (README).
+the absolute normalised cross-correlation of their high-passed grey centres (the central half at 32x32 px, each
+pixel minus the mean of its 7x7 neighbourhood, so that shading and the silhouette's brightness drop out and eyes,
+brows, nose and mouth stay). Absolute, because a face can also show through with inverted contrast: dark blobs
+where the front has bright eyes, as longer stage-1 runs render. A mirror face repeats the latent's face there and
+scores high; a back of the head scores about what unrelated images score. Read against: `other_z` (the same
+renders paired with another latent's front view: what two heads of the generator share anyway) and `real_value`
+(same-identity real pairs of the dataset, a front view within 15 degrees of yaw 0 and a back view within 15 degrees
+of yaw 180, one identity per folder: what a true back scores). The mean can hide a minority of faces behind, so the
+result also gives `face_rate`: the share of latents whose similarity is above the 90th percentile of the real
+pairs (0.10 for real heads by construction). Like the kNN features it ignores brightness and contrast (a dimmed
+copy of the face scores as high as the face); unlike them it compares each render with its own latent's face, so
+structure that is not that face (hair, noise, blur) lowers the value instead of casting a vote. On the synthetic
+world's students, sorting the yaw-180 renders by it runs from plain dark backs to clearly visible eyes, which the
+kNN vote does not follow (README).
 """
 
 import math
@@ -216,9 +217,9 @@ def mirror_similarity(front_feat, back_feat):
     b = back_feat.view(back_feat.shape[0], RES, RES).flip(-1).flatten(1)
     return ((front_feat * b).sum(1) / (front_feat.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).abs()
 
-# The real pairs of a dataset: dict(value = mean similarity of same-identity pairs, other = the same fronts with
-# backs of other identities, num_pairs, p90 = the pairs' MIRROR_REAL_QUANTILE quantile), or None with the reason when the dataset has no such pairs (no front or
-# back view near yaw 0 / 180 in any folder, or one folder: no identities to pair).
+# The real pairs of a dataset: (dict(value = mean similarity of same-identity pairs, other = the same fronts with
+# backs of other identities, num_pairs, p90 = the pairs' MIRROR_REAL_QUANTILE quantile), None), or (None, the reason)
+# when the dataset has no such pairs (no front and back view near yaw 0 / 180 in one folder, or a single folder).
 def real_mirror(path, max_pairs=MIRROR_MAX_PAIRS, seed=0):
     ds = ImageLabelDataset(path)
     abs_yaw = np.abs(ds.yaws_deg())
@@ -245,8 +246,8 @@ def real_mirror(path, max_pairs=MIRROR_MAX_PAIRS, seed=0):
     # Other identities: each front with the back of the pair half the list away, where that is another folder.
     shift = [(k + len(pairs) // 2) % len(pairs) for k in range(len(pairs))]
     keep = [k for k, m in enumerate(shift) if folder[pairs[k][0]] != folder[pairs[m][1]]]
-    other = mirror_similarity(front[keep], back[[shift[k] for k in keep]]) if keep else torch.zeros(0)
-    return dict(value=float(same.mean()), other=float(other.mean()) if keep else None, num_pairs=len(pairs),
+    other = float(mirror_similarity(front[keep], back[[shift[k] for k in keep]]).mean()) if keep else None
+    return dict(value=float(same.mean()), other=other, num_pairs=len(pairs),
                 p90=float(same.quantile(MIRROR_REAL_QUANTILE))), None
 
 # The value of a split from (front, back) rates.

@@ -225,8 +225,9 @@ def heads_section(metric_rows):
            for title, r, m in rows if r or m]
     real = next((r.get('real_value') for _, r, _ in rows if r), None)
     mreal = next((m for _, _, m in rows if m and m.get('real_value') is not None), None)
+    from metrics.backview import MIRROR_REAL_QUANTILE          # face_rate's threshold: real pairs above it by design
     md += [f'| real views (ceiling / true backs) | {_fmt(real)} | {_fmt(mreal["real_value"]) if mreal else "-"} | '
-           f'{_fmt(mreal.get("real_other")) if mreal else "-"} | {"0.100" if mreal else "-"} | '
+           f'{_fmt(mreal.get("real_other")) if mreal else "-"} | {_fmt(1 - MIRROR_REAL_QUANTILE) if mreal else "-"} | '
            f'{mreal["real_pairs"] if mreal else "-"} pairs |', '']
     earlier = {}
     for s in ('head_ft', 'head3d'):

@@ -6,8 +6,8 @@ third planes (the head template, paper section 3.2), and the renderer's decoder 
 combination it reports the back-view accuracy of yaw-180 renders (metrics/backview.py, reference views from
 --heads; 1 = hair behind, 0 = a face behind), the mirror-face similarity of the same renders (how much of each
 latent's own face shows behind; lower is better, real same-identity pairs of --heads give a true back's value) and
-the ID-proxy of the frontal render to the teacher's render of the same latent (metrics/identity.py; pixel likeness of the face region, not ArcFace), each over the same --num
-latents. Neither measure looks at the side of the head: OUTDIR/diagnose_backs.png shows each combination at yaw
+the ID-proxy of the frontal render to the teacher's render of the same latent (metrics/identity.py; pixel likeness
+of the face region, not ArcFace), each over the same --num latents. Neither measure looks at the side of the head: OUTDIR/diagnose_backs.png shows each combination at yaw
 0, 90 and 180 (three rows per combination, in --combos order; one column per seed 0..N-1 of --grid-seeds), where a
 mix of parts from different networks can show a broken head shape from the side (as the paper's fig. 12(a) says of
 the untrained xy swap). Nothing is trained; only those two files are written.
@@ -99,10 +99,10 @@ def diagnose(nets, combos, ref, num, grid_seeds=8, device='cpu', progress=None):
     rows, strips = [], []
     for combo in combos:
         G = nets[combo[0]] if len(set(combo)) == 1 else PartsGenerator(*[nets[k] for k in combo])
-        views = backview.generator_views(G, ref, num, device=device)
+        read = backview.generator_views(G, ref, num, device=device)
         fid = identity.frontal_fidelity(nets['T'], G, num=num, device=device)
-        rows.append(dict(combo=combo, back_view=round(views['back'], 4),
-                         mirror=round(float(views['mirror'].mean()), 4), id_proxy=round(fid['id_proxy'][0], 4),
+        rows.append(dict(combo=combo, back_view=round(read['back'], 4),
+                         mirror=round(float(read['mirror'].mean()), 4), id_proxy=round(fid['id_proxy'][0], 4),
                          id_proxy_other_z=round(fid['id_proxy'][1], 4)))
         if grid_seeds:
             views = generate.render_seed_views(G, list(range(grid_seeds)), GRID_VIEWS, device=device)['image']
@@ -159,7 +159,8 @@ def main(teacher, head_ft, head3d, heads, outdir, combos, num, grid_seeds, threa
     click.echo(f'real back views (ceiling): {real_back:.3f}')
     real_mirror, _ = backview.real_mirror(heads)
     if real_mirror:
-        click.echo(f'real same-identity front/back pairs, mirror-face similarity (a true back): {real_mirror["value"]:.3f}')
+        click.echo(f'real same-identity front/back pairs, mirror-face similarity (a true back): '
+                   f'{real_mirror["value"]:.3f}')
     click.echo('| combo | xy plane | xz/yz planes | decoder + SR | back-view accuracy | mirror-face similarity | '
                'ID-proxy to teacher |')
     click.echo('|---|---|---|---|---|---|---|')

@@ -158,6 +158,9 @@ def test_mirror_features_and_the_flip():
     same = backview.mirror_similarity(f, backview.mirror_features(asym.flip(-1)))
     unflipped = backview.mirror_similarity(f, f)
     assert same.item() == pytest.approx(1.0, abs=1e-5) and unflipped.item() < 0.9
+    # a face showing through with inverted contrast (dark where the front is bright) is a face too
+    inverted = backview.mirror_similarity(f, backview.mirror_features(-asym.flip(-1)))
+    assert inverted.item() == pytest.approx(1.0, abs=1e-5)
     # a flat image has no structure: similarity 0, not NaN
     flat = backview.mirror_features(torch.zeros(1, 3, RES, RES))
     assert backview.mirror_similarity(f, flat).item() == 0.0
