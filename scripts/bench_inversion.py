@@ -31,7 +31,7 @@ import torch
 
 from metrics import backview
 from training import generate, inversion, synthetic
-from training.checkpoint import demo_teacher
+from training.checkpoint import demo_network
 from training.losses.perceptual import PERCEPTUAL_KINDS, PerceptualError, build_perceptual
 
 YAWS = (0.0, 45.0, 90.0, 135.0, 180.0)       # yaw 0 is the input view
@@ -207,8 +207,9 @@ def main(networks, demo_dir, heads, outdir, num, steps, pti_steps, configs, perc
     if networks:
         nets = _parse_networks(networks)
     elif demo_dir:
-        paths = {s: os.path.join(demo_dir, s) for s in DEMO_STAGES}
-        paths['face'] = demo_teacher(demo_dir) or paths['face']     # the shipped teacher, unless the demo trained one
+        # The shipped teacher and head_ft (teacher.json, head_ft.json), unless the demo trained its own; head3d's run.
+        paths = {s: (demo_network(demo_dir, s) if s != 'head3d' else None) or os.path.join(demo_dir, s)
+                 for s in DEMO_STAGES}
         nets = list(paths.items())
     else:
         raise click.UsageError('give --networks NAME=PATH,... or --demo DIR')

@@ -7,7 +7,9 @@ Stages, each a plain CLI call that you can also run by hand (the report lists th
               degrees, the H3DH analogue)
   2. face     the pretrained face teacher (the paper's EG3D): the shipped weights/face_world.pt, made by this
               project's scripts/train_teacher.py; --train-teacher trains it again with train.py --config face_world
-  3. head_ft  train.py --config head_ft_tiny  (stage 1: head generator fine-tuned from the teacher)
+  3. head_ft  stage 1, the head generator fine-tuned from the teacher on heads.zip: the shipped
+              weights/head_ft_world.pt (6 kimg, made by scripts/train_teacher.py --stage head_ft); --train-head-ft
+              trains it again with train.py --config head_ft_world (about 20 min on 2 cores)
   4. head3d   train.py --config head3d_tiny   (stage 2: tri-plane distillation with dual discriminators)
   5. samples  gen_samples.py images (front/side/back), video (360-degree orbit), shapes (coloured mesh)
   6. metrics  scripts/calc_metrics.py with the metrics that work offline, and the back view of each student's
@@ -40,18 +42,25 @@ STAGE_TITLES = dict(face='teacher', head_ft='head_ft', head3d='head3d')
 SNAP_KIMG = 0.2        # a snapshot every 0.2 kimg (~30 s), so Ctrl-C loses little: the rerun resumes from it
 TEACHER_CONFIG = 'face_world'
 TEACHER_WORLD = dict(faces=1000, seed=0)    # the world the shipped teacher was trained on (scripts/train_teacher.py)
+HEAD_FT_CONFIG = 'head_ft_world'
+HEAD_FT_WORLD = dict(head_ids=50, views=24, seed=0)    # the world the shipped head_ft was trained on
 
 #----------------------------------------------------------------------------
-# The teacher file (shipped, --teacher or trained here), checked before use: one line naming the file when it is
-# missing or unreadable. Returns dict(path, kimg = training length, sha256), as written to teacher.json.
+# A starting network (the teacher or head_ft: shipped, given or trained here), checked before use: one line naming
+# the file when it is missing or unreadable. Returns dict(path, kimg = training length, sha256), as written to
+# teacher.json / head_ft.json.
 
-def check_teacher(path):
+SHIPPED = dict(face=('the face teacher', 'face_world.pt', '--train-teacher'),
+               head_ft=('the stage-1 head generator (head_ft)', 'head_ft_world.pt', '--train-head-ft'))
+
+def check_teacher(path, stage='face'):
     from training.checkpoint import file_sha256
     from training.snapshot import SnapshotError, load_snapshot
+    what, name, flag = SHIPPED[stage]
     if not os.path.isfile(path):
-        raise click.ClickException(f'{path}: the face teacher is missing. It ships with the repository (weights/'
-                                   f'face_world.pt, see weights/README.md); restore it with `git checkout -- '
-                                   f'weights/face_world.pt`, or train one with --train-teacher')
+        raise click.ClickException(f'{path}: {what} is missing. It ships with the repository (weights/{name}, see '
+                                   f'weights/README.md); restore it with `git checkout -- weights/{name}`, or train '
+                                   f'one with {flag}')
     try:
         snap = load_snapshot(path, build=False)
     except SnapshotError as err:
@@ -248,9 +257,9 @@ def heads_section(metric_rows):
     md += [
            'Which part of head3d shows a face from behind (its xy plane, its xz/yz planes or its decoder) is measured '
            'by exchanging them with head_ft\'s: `python scripts/diagnose_backs.py --teacher TEACHER --head-ft '
-           'OUT/head_ft --head3d OUT/head3d --heads OUT/world/heads.zip --outdir OUT/diagnose_backs`, with TEACHER '
-           'the teacher of the settings above and OUT this report\'s folder (about 7 min on 2 cores; README, "Where '
-           'the face behind comes from").', '']
+           'HEAD_FT --head3d OUT/head3d --heads OUT/world/heads.zip --outdir OUT/diagnose_backs`, with TEACHER and '
+           'HEAD_FT the teacher and head_ft of the settings above and OUT this report\'s folder (about 7 min on 2 '
+           'cores; README, "Where the face behind comes from").', '']
     return md
 
 def pr_section(metric_rows):
@@ -370,25 +379,44 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--teacher',      help='Face teacher snapshot  [default: the shipped weights/face_world.pt]', metavar='PT', default=None)
 @click.option('--train-teacher', help='Train the face teacher from scratch (configs/face_world.yaml) in OUTDIR/face', is_flag=True)
 @click.option('--face-kimg',    help='Training length with --train-teacher  [default: the config\'s]', type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option('--head-ft-kimg', help='Training length of stage 1', type=click.FloatRange(min=0, min_open=True), default=0.8, show_default=True)
+@click.option('--head-ft',      help='Stage-1 head generator snapshot  [default: the shipped weights/head_ft_world.pt]', metavar='PT', default=None)
+@click.option('--train-head-ft', help='Train stage 1 (configs/head_ft_world.yaml) in OUTDIR/head_ft  [implied by --train-teacher or another --teacher]', is_flag=True)
+@click.option('--head-ft-kimg', help='Training length of stage 1 with --train-head-ft  [default: the config\'s, 6]', type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
 @click.option('--c3d-iters',    help='Fitting iterations of the 3D-consistency metric per identity', type=click.IntRange(min=1), default=150, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores)', type=click.IntRange(min=0), default=2, show_default=True)
-def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head_ft_kimg, head3d_kimg, metric_num,
-         c3d_iters, seed, threads):
+def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head_ft, train_head_ft, head_ft_kimg,
+         head3d_kimg, metric_num, c3d_iters, seed, threads):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""
     check_output_path(outdir, '--outdir')
     if train_teacher and teacher is not None:
         raise click.BadParameter('give --teacher or --train-teacher, not both', param_hint='--teacher')
     if face_kimg is not None and not train_teacher:
         raise click.BadParameter('sets the length of a teacher trained here: add --train-teacher', param_hint='--face-kimg')
-    from training.checkpoint import SHIPPED_TEACHER     # made by scripts/train_teacher.py (weights/README.md)
+    if train_head_ft and head_ft is not None:
+        raise click.BadParameter('give --head-ft or --train-head-ft, not both', param_hint='--head-ft')
+    # made by scripts/train_teacher.py (weights/README.md)
+    from training.checkpoint import SHIPPED_HEAD_FT, SHIPPED_TEACHER
     teacher_info = None if train_teacher else check_teacher(os.path.abspath(teacher or SHIPPED_TEACHER))
     if teacher is None and not train_teacher and (faces, seed) != (TEACHER_WORLD['faces'], TEACHER_WORLD['seed']):
         print(f'Note: the shipped teacher was trained on the world of --faces {TEACHER_WORLD["faces"]} --seed '
               f'{TEACHER_WORLD["seed"]}; this world differs (--train-teacher trains one on it)', file=sys.stderr)
+    # The shipped head_ft was fine-tuned from the shipped teacher: another teacher needs its own stage 1.
+    own_teacher = train_teacher or (teacher is not None and os.path.abspath(teacher) != SHIPPED_TEACHER)
+    if own_teacher and head_ft is None and not train_head_ft:
+        print('Note: the shipped head_ft starts from the shipped teacher; with this teacher stage 1 is trained here '
+              '(--train-head-ft)', file=sys.stderr)
+        train_head_ft = True
+    if head_ft_kimg is not None and not train_head_ft:
+        raise click.BadParameter('sets the length of a stage 1 trained here: add --train-head-ft',
+                                 param_hint='--head-ft-kimg')
+    head_ft_info = None if train_head_ft else check_teacher(os.path.abspath(head_ft or SHIPPED_HEAD_FT), 'head_ft')
+    if head_ft is None and not train_head_ft and (head_ids, views, seed) != tuple(HEAD_FT_WORLD.values()):
+        print(f'Note: the shipped head_ft was trained on the world of --head-ids {HEAD_FT_WORLD["head_ids"]} --views '
+              f'{HEAD_FT_WORLD["views"]} --seed {HEAD_FT_WORLD["seed"]}; this world differs (--train-head-ft trains '
+              f'one on it)', file=sys.stderr)
     outdir = os.path.abspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     py = sys.executable
@@ -425,13 +453,21 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
         teacher = teacher_info['path']
         commands.append(('face', f'# the pretrained teacher {teacher} ({teacher_info["kimg"]:g} kimg, sha256 '
                                  f'{teacher_info["sha256"]}); rebuild: python scripts/train_teacher.py'))
-    run_stage('head_ft', [py, 'train.py', '--config', 'head_ft_tiny', '--data', heads_zip, '--init', teacher,
-                          '--outdir', ft_dir, '--kimg', head_ft_kimg, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}']
-                          + train_threads, timings, commands)
-    with open(os.path.join(outdir, 'teacher.json'), 'w') as f:    # for reproduce_table4 / bench_inversion --demo
-        json.dump(teacher_info, f, indent=1)
-    runs['head_ft'] = ft_dir
-    head_ft = latest_snapshot(ft_dir)
+    if train_head_ft:
+        # The config's one thread (not --threads): a rerun with the shipped settings rebuilds weights/head_ft_world.pt.
+        run_stage('head_ft', [py, 'train.py', '--config', HEAD_FT_CONFIG, '--data', heads_zip, '--init', teacher,
+                              '--outdir', ft_dir, '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] +
+                  (['--kimg', head_ft_kimg] if head_ft_kimg is not None else []), timings, commands)
+        runs['head_ft'] = ft_dir
+        head_ft = latest_snapshot(ft_dir)
+        head_ft_info = check_teacher(head_ft, 'head_ft')
+    else:
+        head_ft = head_ft_info['path']
+        commands.append(('head_ft', f'# stage 1: {head_ft} ({head_ft_info["kimg"]:g} kimg, sha256 '
+                                    f'{head_ft_info["sha256"]}); rebuild: python scripts/train_teacher.py --stage head_ft'))
+    for name, info in (('teacher', teacher_info), ('head_ft', head_ft_info)):   # for reproduce_table4 / bench_inversion
+        with open(os.path.join(outdir, f'{name}.json'), 'w') as f:
+            json.dump(info, f, indent=1)
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
                          '--teacher', teacher, '--init', head_ft, '--outdir', h3_dir, '--kimg', head3d_kimg,
                          '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + train_threads, timings, commands)
@@ -503,6 +539,8 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
         out = os.path.join(outdir, f'metrics-{name}-previous.jsonl')
         if os.path.exists(out):
             os.remove(out)
+        if name not in runs:        # a shipped or given head_ft: no earlier snapshot here
+            continue
         for snap in [s for s in list_snapshots(run_dir) if os.path.abspath(s) != os.path.abspath(final)][:1]:
             run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads_zip,
                                   '--metrics', 'backview,mirror', '--split', 'back', '--num', metric_num,
@@ -510,10 +548,12 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
         metric_rows += [(f'{name} at {snapshot_kimg(row["network"]):g} kimg', row) for row in read_metrics(out)]
 
     # 7. Report.
-    teacher_text = (f'{os.path.relpath(teacher, ROOT) if teacher.startswith(ROOT + os.sep) else teacher} '
-                    f'({"trained here, " if train_teacher else ""}{teacher_info["kimg"]:g} kimg, sha256 {teacher_info["sha256"][:12]})')
-    settings = dict(faces=faces, head_ids=head_ids, views=views, teacher=teacher_text, head_ft_kimg=head_ft_kimg,
-                    head3d_kimg=head3d_kimg, seed=seed, threads=threads or 'all cores')
+    def start_text(path, info, trained):
+        shown = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+        return f'{shown} ({"trained here, " if trained else ""}{info["kimg"]:g} kimg, sha256 {info["sha256"][:12]})'
+    settings = dict(faces=faces, head_ids=head_ids, views=views, teacher=start_text(teacher, teacher_info, train_teacher),
+                    head_ft=start_text(head_ft, head_ft_info, train_head_ft), head3d_kimg=head3d_kimg, seed=seed,
+                    threads=threads or 'all cores')
     write_report(outdir, timings, commands, runs, metric_rows, images, settings)
     print(f'\nDone in {time.time() - t_start:.0f} s. Report: {os.path.join(outdir, "report.md")} (and report.html)')
 

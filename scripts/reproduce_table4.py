@@ -163,7 +163,7 @@ def format_cell(cell):
 #----------------------------------------------------------------------------
 
 @click.command()
-@click.option('--demo-dir',    help='Output of scripts/demo.py (world/, teacher.json, head_ft/)', default='runs/demo', show_default=True)
+@click.option('--demo-dir',    help='Output of scripts/demo.py (world/, teacher.json, head_ft.json)', default='runs/demo', show_default=True)
 @click.option('--outdir',      help='Where the runs and the table go', default='runs/table4', show_default=True)
 @click.option('--methods',     help='paper (Head3D, DFT, W/O L_kd), all, or a comma list of presets', default='paper', show_default=True)
 @click.option('--seeds',       help='Training seeds of every method (e.g. 0-2)', default='0-2', show_default=True)
@@ -187,8 +187,13 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
         raise click.ClickException(f'teacher: {demo_dir} has no teacher.json and no face/ run (run `make demo` first)')
     if not os.path.isfile(teacher):
         raise click.ClickException(f'teacher: {teacher} (named by {demo_dir}/teacher.json) does not exist')
-    starts = dict(face=teacher,
-                  head_ft=newest(os.path.join(demo_dir, 'head_ft'), 'head_ft'))
+    from training.checkpoint import demo_network       # the shipped head_ft (head_ft.json) or the demo's own run
+    head_ft = demo_network(demo_dir, 'head_ft')
+    if head_ft is None or not os.path.isfile(head_ft):
+        raise click.ClickException(f'head_ft: {demo_dir} has no head_ft.json and no head_ft/ snapshot'
+                                   if head_ft is None else f'head_ft: {head_ft} (named by {demo_dir}/head_ft.json) '
+                                   f'does not exist')
+    starts = dict(face=teacher, head_ft=head_ft)
     os.makedirs(outdir, exist_ok=True)
 
     rows, measured = [], 0

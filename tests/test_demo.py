@@ -11,17 +11,17 @@ import pytest
 from _scripts import load_program
 from click.testing import CliRunner
 
-from training.checkpoint import SHIPPED_TEACHER, demo_teacher
+from training.checkpoint import SHIPPED_HEAD_FT, SHIPPED_TEACHER, demo_network, demo_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     out = tmp_path / 'demo'
-    # The default path of `make demo`: the shipped teacher (weights/face_world.pt) starts head_ft and teaches head3d.
+    # The default path of `make demo`: the shipped teacher (weights/face_world.pt) teaches head3d, which starts from
+    # the shipped stage-1 head generator (weights/head_ft_world.pt).
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'demo.py'), '--outdir', str(out), '--faces', '16',
-           '--head-ids', '2', '--views', '8', '--head-ft-kimg', '0.008', '--head3d-kimg', '0.008', '--metric-num', '16',
-           '--c3d-iters', '10']
+           '--head-ids', '2', '--views', '8', '--head3d-kimg', '0.008', '--metric-num', '16', '--c3d-iters', '10']
     env = dict(os.environ, OMP_NUM_THREADS='2')
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -30,11 +30,12 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert (out / 'report.html').is_file()
     for stage in ('world', 'face', 'head_ft', 'head3d', 'samples', 'metrics'):
         assert f'| {stage} |' in report
-    assert not (out / 'face').exists()                 # no teacher trained: the shipped one is used
+    assert not (out / 'face').exists() and not (out / 'head_ft').exists()   # nothing trained: the shipped ones
     assert json.loads((out / 'teacher.json').read_text())['path'] == SHIPPED_TEACHER
+    assert json.loads((out / 'head_ft.json').read_text())['path'] == SHIPPED_HEAD_FT == demo_network(out, 'head_ft')
     assert 'teacher=weights/face_world.pt (' in report and 'Note: the shipped teacher was trained on' in res.stderr
-    for name in ('head_ft', 'head3d'):
-        assert (out / name / 'snapshot-0000000008.pt').is_file()
+    assert 'head_ft=weights/head_ft_world.pt (6 kimg' in report and 'Note: the shipped head_ft was' in res.stderr
+    assert (out / 'head3d' / 'snapshot-0000000008.pt').is_file()
     for name in ('face', 'head_ft', 'head3d'):
         assert (out / 'samples' / name / 'grid.png').is_file()
         assert f'![{name}: seeds 0-5' in report
@@ -207,9 +208,28 @@ def test_teacher_export_keeps_g_ema_and_d_only_and_never_loses_an_earlier_file(t
     assert data['config'] == {'kimg': 8.0}
     with open(dst, 'rb') as f:
         assert info['sha256'] == hashlib.sha256(f.read()).hexdigest()
-    train_teacher.write_readme(str(tmp_path / 'weights' / 'README.md'), info, 'python scripts/train_teacher.py',
+    readme = tmp_path / 'weights' / 'README.md'
+    train_teacher.write_readme(str(readme), info, 'python scripts/train_teacher.py',
                                ['python train.py --config face_world'])
-    assert info['sha256'] in (tmp_path / 'weights' / 'README.md').read_text()
+    assert info['sha256'] in readme.read_text()
+
+    # The stage-1 export keeps G as well (stage 2 starts its G from it); its README section joins the teacher's,
+    # which stays as it was, and rewriting a section replaces it instead of adding a second one.
+    ft = str(tmp_path / 'weights' / 'head_ft_world.pt')
+    ft_info = train_teacher.export_snapshot(src, ft, config={}, nets=('G', 'G_ema', 'D'))
+    assert set(torch.load(ft, weights_only=True)['nets']) == {'G', 'G_ema', 'D'}
+    teacher_section = readme.read_text().split('# Shipped weights\n')[1]
+    for _ in range(2):
+        train_teacher.write_readme(str(readme), ft_info, 'python scripts/train_teacher.py --stage head_ft',
+                                   ['python train.py --config head_ft_world'], stage='head_ft')
+    text = readme.read_text()
+    assert text.count('## face_world.pt') == 1 and text.count('## head_ft_world.pt') == 1
+    assert teacher_section.strip() in text and ft_info['sha256'] in text.split('## head_ft_world.pt')[1]
+    assert '`configs/head_ft_world.yaml`' in text and 'nets `G`, `G_ema` and `D` only' in text
+    with pytest.raises(click.ClickException, match='no G'):
+        train_teacher.export_snapshot(dst, ft, config={}, nets=('G', 'G_ema', 'D'))   # the teacher file has no G
+    assert torch.load(ft, weights_only=True)['nets'].keys() == {'G', 'G_ema', 'D'}
+    os.remove(ft)
 
     # Over the size limit: an error, the earlier file unchanged, nothing half-written left beside it.
     before = open(dst, 'rb').read()
@@ -218,26 +238,37 @@ def test_teacher_export_keeps_g_ema_and_d_only_and_never_loses_an_earlier_file(t
     assert open(dst, 'rb').read() == before
     assert sorted(os.listdir(os.path.dirname(dst))) == ['README.md', 'face_world.pt']
 
-#----------------------------------------------------------------------------
-# The shipped teacher: the file the README beside it describes (sha256, training length), G_ema and D only, plain
-# data, within the 10 MB limit, and a generator that renders.
+    # --teacher is for stage 1 only; a missing teacher is named before anything is built.
+    res = CliRunner().invoke(train_teacher.main, ['--teacher', dst, '--world', str(tmp_path / 'w')])
+    assert res.exit_code != 0 and '--stage head_ft' in res.output and 'Traceback' not in res.output
+    gone = str(tmp_path / 'gone.pt')
+    res = CliRunner().invoke(train_teacher.main, ['--stage', 'head_ft', '--teacher', gone, '--world', str(tmp_path / 'w')])
+    assert res.exit_code != 0 and gone in res.output and 'missing' in res.output and 'Traceback' not in res.output
+    assert not (tmp_path / 'w').exists()
 
-def test_shipped_teacher_matches_its_readme_and_loads_safely():
+#----------------------------------------------------------------------------
+# The shipped networks: each file is what its README section describes (sha256, training length), holds the nets
+# that section names and nothing of the training state, plain data within the 10 MB limit, and a generator that
+# renders. head_ft keeps G (stage 2 starts its G from it) besides G_ema and D.
+
+@pytest.mark.parametrize('path, nets, config', [(SHIPPED_TEACHER, {'G_ema', 'D'}, 'face_world'),
+                                                (SHIPPED_HEAD_FT, {'G', 'G_ema', 'D'}, 'head_ft_world')])
+def test_shipped_networks_match_their_readme_and_load_safely(path, nets, config):
     import hashlib
     import re
 
     import torch
-
-    from training.snapshot import load_snapshot
     readme = open(os.path.join(ROOT, 'weights', 'README.md')).read()
-    data = open(SHIPPED_TEACHER, 'rb').read()
+    section = readme.split(f'## {os.path.basename(path)}\n')[1].split('\n## ')[0]
+    data = open(path, 'rb').read()
     assert len(data) <= 10 * 1024 * 1024
-    assert f'| sha256 | `{hashlib.sha256(data).hexdigest()}` |' in readme
-    raw = torch.load(SHIPPED_TEACHER, weights_only=True, map_location='cpu')
-    assert set(raw['nets']) == {'G_ema', 'D'} and 'optimizer' not in raw and 'state' not in raw
-    assert re.search(rf'\| training length \| {raw["kimg"]:g} kimg', readme)
+    assert f'| sha256 | `{hashlib.sha256(data).hexdigest()}` |' in section
+    raw = torch.load(path, weights_only=True, map_location='cpu')
+    assert set(raw['nets']) == nets and 'optimizer' not in raw and 'state' not in raw
+    assert re.search(rf'\| training length \| {raw["kimg"]:g} kimg', section)
+    assert f'| config | `configs/{config}.yaml`' in section
     from training import generate
-    G = generate.load_generator(SHIPPED_TEACHER)
+    G = generate.load_generator(path)
     img = G(torch.randn(2, G.z_dim), generate.front_labels(G, 2), noise_mode='const')['image']
     assert img.shape == (2, 3, 64, 64) and torch.isfinite(img).all() and img.std() > 0.05
 
@@ -270,17 +301,45 @@ def test_demo_teacher_options_and_errors(tmp_path, monkeypatch):
 
     # --train-teacher: the face stage trains configs/face_world.yaml in OUTDIR/face with the given length.
     stages = []
+    real_stage = demo.run_stage
 
-    def fake_stage(name, cmd, timings, log, required=True):
-        stages.append((name, [str(c) for c in cmd]))
-        if name == 'face':
-            raise demo.click.ClickException('stop here')
-        return True
-    monkeypatch.setattr(demo, 'run_stage', fake_stage)
+    def stop_at(stage):
+        def fake(name, cmd, timings, log, required=True):
+            stages.append((name, [str(c) for c in cmd]))
+            if name == stage:
+                raise demo.click.ClickException('stop here')
+            return True
+        return fake
+    copy = tmp_path / 'my_teacher.pt'
+    copy.write_bytes(open(SHIPPED_TEACHER, 'rb').read())
+    monkeypatch.setattr(demo, 'run_stage', stop_at('face'))
     assert 'stop here' in invoke('--train-teacher', '--face-kimg', '0.5')
     face = dict(stages)['face']
     assert face[face.index('--config') + 1] == 'face_world' and face[face.index('--kimg') + 1] == '0.5'
     assert face[face.index('--outdir') + 1] == str(tmp_path / 'out' / 'face')
+
+    # Stage 1 likewise: the shipped head_ft by default, --head-ft FILE, or --train-head-ft (head_ft_world config, with
+    # its own one thread so that the shipped file is rebuilt); another teacher implies --train-head-ft.
+    monkeypatch.setattr(demo, 'run_stage', real_stage)
+    assert '--train-head-ft' in invoke('--head-ft', SHIPPED_HEAD_FT, '--train-head-ft')
+    assert '--train-head-ft' in invoke('--head-ft-kimg', '2')
+    out = invoke('--head-ft', missing)
+    assert missing in out and 'missing' in out and 'head_ft' in out
+    assert str(d_only) in invoke('--head-ft', str(d_only))
+    world = tmp_path / 'out' / 'world'
+    world.mkdir(parents=True)
+    (world / 'identities.json').write_text('{}')        # a complete world: no world stage
+    for args in (['--train-head-ft', '--head-ft-kimg', '0.5'], ['--teacher', str(copy)]):
+        stages.clear()
+        monkeypatch.setattr(demo, 'run_stage', stop_at('head_ft'))
+        res = CliRunner().invoke(demo.main, ['--outdir', str(tmp_path / 'out')] + args)
+        assert 'stop here' in res.output, res.output
+        ft = dict(stages)['head_ft']
+        assert ft[ft.index('--config') + 1] == 'head_ft_world' and 'num_threads=2' not in ' '.join(ft)
+        assert ft[ft.index('--outdir') + 1] == str(tmp_path / 'out' / 'head_ft')
+        assert ft[ft.index('--init') + 1] == (str(copy) if '--teacher' in args else SHIPPED_TEACHER)
+        assert ('0.5' in ft) == ('--head-ft-kimg' in args)
+    assert 'with this teacher stage 1 is trained here' in res.output
 
 def test_demo_teacher_record_wins_over_the_face_run(tmp_path):
     assert demo_teacher(str(tmp_path)) is None
@@ -289,3 +348,10 @@ def test_demo_teacher_record_wins_over_the_face_run(tmp_path):
     assert demo_teacher(str(tmp_path)) == str(tmp_path / 'face' / 'snapshot-0000000008.pt')
     (tmp_path / 'teacher.json').write_text(json.dumps(dict(path='/x/face_world.pt')))
     assert demo_teacher(str(tmp_path)) == '/x/face_world.pt'
+    # Stage 1 likewise: head_ft.json (the shipped or given file) wins over a head_ft/ run dir.
+    assert demo_network(str(tmp_path), 'head_ft') is None
+    (tmp_path / 'head_ft').mkdir()
+    (tmp_path / 'head_ft' / 'snapshot-0000000016.pt').write_bytes(b'')
+    assert demo_network(str(tmp_path), 'head_ft') == str(tmp_path / 'head_ft' / 'snapshot-0000000016.pt')
+    (tmp_path / 'head_ft.json').write_text(json.dumps(dict(path='/x/head_ft_world.pt')))
+    assert demo_network(str(tmp_path), 'head_ft') == '/x/head_ft_world.pt'

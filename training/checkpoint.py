@@ -39,18 +39,26 @@ def latest_snapshot(run_dir):
     return snaps[0] if snaps else None
 
 #----------------------------------------------------------------------------
-# The face teacher of a scripts/demo.py output folder: the file its teacher.json names (the shipped
-# weights/face_world.pt or --teacher), else the newest snapshot of its face/ run (--train-teacher), else None.
+# The networks a scripts/demo.py output folder started from. The face teacher: the file its teacher.json names (the
+# shipped weights/face_world.pt or --teacher), else the newest snapshot of its face/ run (--train-teacher), else None.
+# The stage-1 head generator likewise: head_ft.json (the shipped weights/head_ft_world.pt or --head-ft), else the
+# newest snapshot of its head_ft/ run (--train-head-ft, or a demo from before head_ft.json), else None.
 
-SHIPPED_TEACHER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'weights', 'face_world.pt')
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'weights')
+SHIPPED_TEACHER = os.path.join(WEIGHTS_DIR, 'face_world.pt')
+SHIPPED_HEAD_FT = os.path.join(WEIGHTS_DIR, 'head_ft_world.pt')
+DEMO_RECORDS = dict(face='teacher.json', head_ft='head_ft.json')
 
-def demo_teacher(demo_dir):
-    record = os.path.join(demo_dir, 'teacher.json')
+def demo_network(demo_dir, stage):
+    record = os.path.join(demo_dir, DEMO_RECORDS[stage])
     if os.path.isfile(record):
         with open(record) as f:
             return json.load(f)['path']
-    face = os.path.join(demo_dir, 'face')
-    return latest_snapshot(face) if os.path.isdir(face) else None
+    run_dir = os.path.join(demo_dir, stage)
+    return latest_snapshot(run_dir) if os.path.isdir(run_dir) else None
+
+def demo_teacher(demo_dir):
+    return demo_network(demo_dir, 'face')
 
 #----------------------------------------------------------------------------
 # RNG states of this process as tensors and plain lists (loadable with weights_only=True).
