@@ -57,6 +57,11 @@ def check_teacher(path, stage='face'):
     from training.checkpoint import file_sha256
     from training.snapshot import SnapshotError, load_snapshot
     what, name, flag = SHIPPED[stage]
+    if os.path.isdir(path):         # a run dir: its newest snapshot
+        newest = latest_snapshot(path)
+        if newest is None:
+            raise click.ClickException(f'{path}: a folder without snapshot-*.pt files, not {what}')
+        path = newest
     if not os.path.isfile(path):
         raise click.ClickException(f'{path}: {what} is missing. It ships with the repository (weights/{name}, see '
                                    f'weights/README.md); restore it with `git checkout -- weights/{name}`, or train '
@@ -376,10 +381,10 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--faces',        help='Faces in the synthetic faces set', type=click.IntRange(min=16), default=1000, show_default=True)
 @click.option('--head-ids',     help='Identities in the heads set', type=click.IntRange(min=2), default=50, show_default=True)
 @click.option('--views',        help='Views per head identity', type=click.IntRange(min=4), default=24, show_default=True)
-@click.option('--teacher',      help='Face teacher snapshot  [default: the shipped weights/face_world.pt]', metavar='PT', default=None)
+@click.option('--teacher',      help='Face teacher snapshot or run dir  [default: the shipped weights/face_world.pt]', metavar='PT', default=None)
 @click.option('--train-teacher', help='Train the face teacher from scratch (configs/face_world.yaml) in OUTDIR/face', is_flag=True)
 @click.option('--face-kimg',    help='Training length with --train-teacher  [default: the config\'s]', type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option('--head-ft',      help='Stage-1 head generator snapshot  [default: the shipped weights/head_ft_world.pt]', metavar='PT', default=None)
+@click.option('--head-ft',      help='Stage-1 head generator snapshot or run dir  [default: the shipped weights/head_ft_world.pt]', metavar='PT', default=None)
 @click.option('--train-head-ft', help='Train stage 1 (configs/head_ft_world.yaml) in OUTDIR/head_ft  [implied by --train-teacher or another --teacher]', is_flag=True)
 @click.option('--head-ft-kimg', help='Training length of stage 1 with --train-head-ft  [default: the config\'s, 6]', type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option('--head3d-kimg',  help='Training length of stage 2', type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)

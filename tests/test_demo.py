@@ -326,6 +326,13 @@ def test_demo_teacher_options_and_errors(tmp_path, monkeypatch):
     out = invoke('--head-ft', missing)
     assert missing in out and 'missing' in out and 'head_ft' in out
     assert str(d_only) in invoke('--head-ft', str(d_only))
+    empty = tmp_path / 'empty_run'
+    empty.mkdir()
+    assert 'without snapshot' in invoke('--head-ft', str(empty))
+    run_dir = tmp_path / 'run'
+    run_dir.mkdir()
+    (run_dir / 'snapshot-0000000008.pt').write_bytes(b'not a snapshot')    # a run dir means its newest snapshot
+    assert str(run_dir / 'snapshot-0000000008.pt') in invoke('--head-ft', str(run_dir))
     world = tmp_path / 'out' / 'world'
     world.mkdir(parents=True)
     (world / 'identities.json').write_text('{}')        # a complete world: no world stage
