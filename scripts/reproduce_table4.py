@@ -53,12 +53,14 @@ COLUMNS = [('fd_all', 'FD-randconv all', 'fd_randconv', 'all'),
            ('mirror', 'mirror-face similarity', 'mirror', None)]
 
 #----------------------------------------------------------------------------
-# Run a command from the repository root; a failure stops the script naming the command.
+# Run a command from the repository root; a failure stops the script naming the command. threads > 0 fixes torch's
+# CPU threads of the command (OMP_NUM_THREADS; train.py also gets num_threads, which it would otherwise set to all cores).
 
-def run(cmd):
+def run(cmd, threads=0):
     cmd = [str(c) for c in cmd]
     print('\n=== ' + ' '.join(cmd), flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    if subprocess.run(cmd, cwd=ROOT, env=env).returncode != 0:
         raise click.ClickException(f'command failed: {" ".join(cmd)}')
 
 #----------------------------------------------------------------------------
@@ -99,14 +101,14 @@ def cached_results(run_dir, key):
     return results if all((metric, split) in have for _, _, metric, split in COLUMNS) else None
 
 # Measure one run's snapshot; the key file is written only after the results are complete.
-def measure(py, run_dir, snap, key, heads, teacher):
+def measure(py, run_dir, snap, key, heads, teacher, threads=0):
     out, key_path = os.path.join(run_dir, RESULTS_FILE), os.path.join(run_dir, KEY_FILE)
     for path in (key_path, out):
         if os.path.exists(path):
             os.remove(path)
     run([py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads, '--teacher', teacher,
          '--metrics', METRICS, '--split', key['splits'], '--num', key['num'], '--num-id', key['num_id'], '--out', out,
-         '--device', 'cpu', '--seed', key['metric_seed']])
+         '--device', 'cpu', '--seed', key['metric_seed']], threads)
     with open(out) as f:
         results = [json.loads(line) for line in f if line.strip()]
     with open(key_path, 'w') as f:
@@ -171,7 +173,8 @@ def format_cell(cell):
 @click.option('--num',         help='Generated images per metric split', type=click.IntRange(min=16), default=200, show_default=True)
 @click.option('--num-id',      help='Latents for ID-proxy', type=click.IntRange(min=4), default=200, show_default=True)
 @click.option('--metric-seed', help='Seed of the metrics\' latents and cameras (the same for every run)', type=click.IntRange(min=0), default=0, show_default=True)
-def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
+@click.option('--threads',     help='Torch CPU threads of every run and measurement (0 = all cores); two processes at once, each with --threads 1 under taskset -c 0 / -c 1, train different methods in parallel', type=click.IntRange(min=0), default=0, show_default=True)
+def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed, threads):
     """Head3D vs DFT vs "without L_kd" (and other ablations) on the synthetic world, mean +- std over training seeds."""
     check_output_path(outdir, '--outdir')
     t0 = time.time()
@@ -205,12 +208,14 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed):
                    '--outdir', run_dir, '--kimg', kimg, '--seed', seed]
             if preset.startswith('head3d'):
                 cmd += ['--teacher', starts['face']]
-            run(cmd)
+            if threads:
+                cmd += ['--set', f'num_threads={threads}']
+            run(cmd, threads)
             snap = newest(run_dir, f'{preset} seed {seed}')
             key = metrics_key(snap, num, num_id, metric_seed)
             results = cached_results(run_dir, key)
             if results is None:
-                results = measure(py, run_dir, snap, key, heads, starts['face'])
+                results = measure(py, run_dir, snap, key, heads, starts['face'], threads)
                 measured += 1
             else:
                 print(f'{run_dir}: metrics of {key["snapshot"]} already measured with these settings, reused',

@@ -108,9 +108,12 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
         (demo / name).write_bytes(b'')
     commands = []
 
-    def fake_run(cmd):
+    threads_seen = []
+
+    def fake_run(cmd, threads=0):
         cmd = [str(c) for c in cmd]
         commands.append(cmd)
+        threads_seen.append(threads)
         if 'train.py' in cmd:
             run_dir = cmd[cmd.index('--outdir') + 1]
             os.makedirs(run_dir, exist_ok=True)
@@ -165,6 +168,21 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     commands.clear()
     assert CliRunner().invoke(t4.main, args + ['--num', '32']).exit_code == 0
     assert len([c for c in commands if 'scripts/calc_metrics.py' in c]) == 6
+
+    # The demo's head_ft as head_ft.json names it (the shipped file) wins over its head_ft/ run; --threads fixes
+    # every command's torch threads.
+    shipped = tmp_path / 'head_ft_world.pt'
+    shipped.write_bytes(b'')
+    (demo / 'head_ft.json').write_text(json.dumps(dict(path=str(shipped))))
+    commands.clear(), threads_seen.clear()
+    assert CliRunner().invoke(t4.main, args[:-4] + ['--methods', 'head3d_tiny', '--kimg', '0.01', '--threads', '1',
+                                                    '--outdir', str(tmp_path / 't4b')]).exit_code == 0
+    trains = [c for c in commands if 'train.py' in c]
+    assert {c[c.index('--init') + 1] for c in trains} == {str(shipped)} and set(threads_seen) == {1}
+    assert all(c[c.index('--set') + 1] == 'num_threads=1' for c in trains)
+    os.remove(shipped)
+    res = CliRunner().invoke(t4.main, args)
+    assert res.exit_code != 0 and str(shipped) in res.output and 'Traceback' not in res.output
 
 def test_table4_rejects_unknown_methods_and_bad_seeds(tmp_path):
     from click.testing import CliRunner
