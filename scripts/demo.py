@@ -391,7 +391,7 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
 @click.option('--metric-num',   help='Generated images per metric split', type=click.IntRange(min=16), default=96, show_default=True)
 @click.option('--c3d-iters',    help='Fitting iterations of the 3D-consistency metric per identity', type=click.IntRange(min=1), default=150, show_default=True)
 @click.option('--seed',         help='Seed of the world and the runs', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores)', type=click.IntRange(min=0), default=2, show_default=True)
+@click.option('--threads',      help='CPU threads of every stage, the same on any machine (0 = all cores); --train-head-ft keeps its config\'s one thread', type=click.IntRange(min=0), default=2, show_default=True)
 def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head_ft, train_head_ft, head_ft_kimg,
          head3d_kimg, metric_num, c3d_iters, seed, threads):
     """Run the whole Head3D pipeline on the synthetic world and write a report."""

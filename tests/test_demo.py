@@ -130,7 +130,8 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
                 for metric, split in (('fd_randconv', 'all'), ('kd_randconv', 'all'), ('fd_randconv', 'back'),
                                       ('kd_randconv', 'back'), ('id_proxy', None), ('backview', 'back'),
                                       ('mirror', None)):
-                    f.write(json.dumps(dict(metric=metric, split=split, value=seed + bump)) + '\n')
+                    extra = dict(face_rate=(seed + bump) / 10) if metric == 'mirror' else {}
+                    f.write(json.dumps(dict(metric=metric, split=split, value=seed + bump, **extra)) + '\n')
     monkeypatch.setattr(t4, 'run', fake_run)
     out = tmp_path / 'table4'
     res = CliRunner().invoke(t4.main, ['--demo-dir', str(demo), '--outdir', str(out), '--seeds', '0-2',
@@ -149,6 +150,9 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     saved = json.loads((out / 'table4.json').read_text())
     assert saved['seeds'] == [0, 1, 2] and saved['rows'][0]['cells']['id_proxy'] == dict(mean=1.0, std=1.0, n=3)
     assert saved['rows'][1]['cells']['mirror'] == dict(mean=2.0, std=1.0, n=3)     # the mirror-face column too
+    cell = saved['rows'][1]['cells']['face_rate']                                  # and its face-behind share
+    assert cell['n'] == 3 and cell['mean'] == pytest.approx(0.2) and cell['std'] == pytest.approx(0.1)
+    assert '| 0.200 +- 0.100 |' in table and 'face behind' in table
     assert len(saved['rows'][1]['seeds']) == 3
 
     # A rerun measures only what is new: nothing when every snapshot was measured with these settings, one run
