@@ -9,7 +9,7 @@ Stages, each a plain CLI call that you can also run by hand (the report lists th
               project's scripts/train_teacher.py; --train-teacher trains it again with train.py --config face_world
   3. head_ft  stage 1, the head generator fine-tuned from the teacher on heads.zip: the shipped
               weights/head_ft_world.pt (6 kimg, made by scripts/train_teacher.py --stage head_ft); --train-head-ft
-              trains it again with train.py --config head_ft_world (about 20 min on 2 cores)
+              trains it again with train.py --config head_ft_world (about 30 min on 2 cores)
   4. head3d   train.py --config head3d_tiny   (stage 2: tri-plane distillation with dual discriminators)
   5. samples  gen_samples.py images (front/side/back), video (360-degree orbit), shapes (coloured mesh)
   6. metrics  scripts/calc_metrics.py with the metrics that work offline, and the back view of each student's

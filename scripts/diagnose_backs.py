@@ -19,7 +19,7 @@ xz/yz planes. Every part is driven by its own network's mapping of the same z an
 Example (the demo's networks):
 
 \b
-  python scripts/diagnose_backs.py --teacher weights/face_world.pt --head-ft runs/demo/head_ft \\
+  python scripts/diagnose_backs.py --teacher weights/face_world.pt --head-ft weights/head_ft_world.pt \\
       --head3d runs/demo/head3d --heads runs/demo/world/heads.zip --outdir runs/diagnose_backs
 """
 
