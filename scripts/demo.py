@@ -53,7 +53,7 @@ HEAD_FT_WORLD = dict(head_ids=50, views=24, seed=0)    # the world the shipped h
 SHIPPED = dict(face=('the face teacher', 'face_world.pt', '--train-teacher'),
                head_ft=('the stage-1 head generator (head_ft)', 'head_ft_world.pt', '--train-head-ft'))
 
-def check_teacher(path, stage='face'):
+def check_start(path, stage='face'):
     from training.checkpoint import file_sha256
     from training.snapshot import SnapshotError, load_snapshot
     what, name, flag = SHIPPED[stage]
@@ -404,7 +404,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
         raise click.BadParameter('give --head-ft or --train-head-ft, not both', param_hint='--head-ft')
     # made by scripts/train_teacher.py (weights/README.md)
     from training.checkpoint import SHIPPED_HEAD_FT, SHIPPED_TEACHER
-    teacher_info = None if train_teacher else check_teacher(os.path.abspath(teacher or SHIPPED_TEACHER))
+    teacher_info = None if train_teacher else check_start(os.path.abspath(teacher or SHIPPED_TEACHER))
     if teacher is None and not train_teacher and (faces, seed) != (TEACHER_WORLD['faces'], TEACHER_WORLD['seed']):
         print(f'Note: the shipped teacher was trained on the world of --faces {TEACHER_WORLD["faces"]} --seed '
               f'{TEACHER_WORLD["seed"]}; this world differs (--train-teacher trains one on it)', file=sys.stderr)
@@ -417,8 +417,9 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
     if head_ft_kimg is not None and not train_head_ft:
         raise click.BadParameter('sets the length of a stage 1 trained here: add --train-head-ft',
                                  param_hint='--head-ft-kimg')
-    head_ft_info = None if train_head_ft else check_teacher(os.path.abspath(head_ft or SHIPPED_HEAD_FT), 'head_ft')
-    if head_ft is None and not train_head_ft and (head_ids, views, seed) != tuple(HEAD_FT_WORLD.values()):
+    head_ft_info = None if train_head_ft else check_start(os.path.abspath(head_ft or SHIPPED_HEAD_FT), 'head_ft')
+    shipped_world = (HEAD_FT_WORLD['head_ids'], HEAD_FT_WORLD['views'], HEAD_FT_WORLD['seed'])
+    if head_ft is None and not train_head_ft and (head_ids, views, seed) != shipped_world:
         print(f'Note: the shipped head_ft was trained on the world of --head-ids {HEAD_FT_WORLD["head_ids"]} --views '
               f'{HEAD_FT_WORLD["views"]} --seed {HEAD_FT_WORLD["seed"]}; this world differs (--train-head-ft trains '
               f'one on it)', file=sys.stderr)
@@ -453,7 +454,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
                   (['--kimg', face_kimg] if face_kimg is not None else []) + train_threads, timings, commands)
         runs['face'] = face_dir
         teacher = latest_snapshot(face_dir)
-        teacher_info = check_teacher(teacher)
+        teacher_info = check_start(teacher)
     else:
         teacher = teacher_info['path']
         commands.append(('face', f'# the pretrained teacher {teacher} ({teacher_info["kimg"]:g} kimg, sha256 '
@@ -465,7 +466,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
                   (['--kimg', head_ft_kimg] if head_ft_kimg is not None else []), timings, commands)
         runs['head_ft'] = ft_dir
         head_ft = latest_snapshot(ft_dir)
-        head_ft_info = check_teacher(head_ft, 'head_ft')
+        head_ft_info = check_start(head_ft, 'head_ft')
     else:
         head_ft = head_ft_info['path']
         commands.append(('head_ft', f'# stage 1: {head_ft} ({head_ft_info["kimg"]:g} kimg, sha256 '

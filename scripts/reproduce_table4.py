@@ -75,6 +75,27 @@ def newest(run_dir, what):
     return snap
 
 #----------------------------------------------------------------------------
+# The networks the methods start from, as the demo recorded them (teacher.json / head_ft.json: the shipped files or
+# the demo's own runs), with a one-line error when there is none or the file is gone.
+
+def demo_start(demo_dir, stage):
+    from training.checkpoint import DEMO_RECORDS, demo_network
+    what, record = ('teacher' if stage == 'face' else stage), DEMO_RECORDS[stage]
+    path = demo_network(demo_dir, stage)
+    if path is None:
+        raise click.ClickException(f'{what}: {demo_dir} has no {record} and no {stage}/ run (run `make demo` first)')
+    if not os.path.isfile(path):
+        raise click.ClickException(f'{what}: {path} (named by {demo_dir}/{record}) does not exist')
+    return path
+
+# The value of one table column in a run's metric lines: the metric's `value`, or the field after the dot
+# ('mirror.face_rate'); None when the run has no such line.
+def column_value(results, metric, split):
+    name, _, field = metric.partition('.')
+    line = next((r for r in results if r.get('metric') == name and r.get('split') == split), {})
+    return line.get(field or 'value')
+
+#----------------------------------------------------------------------------
 # The metrics of a run are measured once per snapshot and settings: <run_dir>/table4-metrics.jsonl holds the results
 # and table4-metrics.key.json what they were measured on (the snapshot's name and sha256, the sample counts and the
 # metric seed). A rerun that adds methods or seeds measures only the new runs; a retrained run or other settings
@@ -185,19 +206,7 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed, threa
     for path in (faces, heads):
         if not os.path.isfile(path):
             raise click.ClickException(f'{path} not found (run `make demo` first)')
-    from training.checkpoint import demo_teacher
-    teacher = demo_teacher(demo_dir)
-    if teacher is None:
-        raise click.ClickException(f'teacher: {demo_dir} has no teacher.json and no face/ run (run `make demo` first)')
-    if not os.path.isfile(teacher):
-        raise click.ClickException(f'teacher: {teacher} (named by {demo_dir}/teacher.json) does not exist')
-    from training.checkpoint import demo_network       # the shipped head_ft (head_ft.json) or the demo's own run
-    head_ft = demo_network(demo_dir, 'head_ft')
-    if head_ft is None or not os.path.isfile(head_ft):
-        raise click.ClickException(f'head_ft: {demo_dir} has no head_ft.json and no head_ft/ snapshot'
-                                   if head_ft is None else f'head_ft: {head_ft} (named by {demo_dir}/head_ft.json) '
-                                   f'does not exist')
-    starts = dict(face=teacher, head_ft=head_ft)
+    starts = {stage: demo_start(demo_dir, stage) for stage in ('face', 'head_ft')}
     os.makedirs(outdir, exist_ok=True)
 
     rows, measured = [], 0
@@ -221,13 +230,8 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed, threa
             else:
                 print(f'{run_dir}: metrics of {key["snapshot"]} already measured with these settings, reused',
                       flush=True)
-            by_metric = {(r['metric'], r.get('split')): r for r in results}
-
-            def value(metric, split):
-                name, _, field = metric.partition('.')
-                return by_metric.get((name, split), {}).get(field or 'value')
             per_seed.append(dict(seed=seed, run_dir=run_dir,
-                                 **{key: value(metric, split) for key, _, metric, split in COLUMNS}))
+                                 **{key: column_value(results, metric, split) for key, _, metric, split in COLUMNS}))
         rows.append(dict(method=label, preset=preset, seeds=per_seed, cells=aggregate(per_seed)))
 
     minutes, total = (time.time() - t0) / 60, len(methods) * len(seeds)

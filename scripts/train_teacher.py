@@ -28,6 +28,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from typing import NamedTuple
 
 import click
 
@@ -36,14 +37,21 @@ from training.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What each shipped network is: its config, data set, the nets exported, the default export path and its title.
+class Shipped(NamedTuple):
+    config: str
+    data: str
+    nets: tuple
+    export: str
+    title: str
+
 STAGES = dict(
-    face=dict(config='face_world', data='faces.zip', nets=('G_ema', 'D'), export='weights/face_world.pt',
-              title="The synthetic world's face teacher (the analogue of the paper's pretrained EG3D), made by this "
-                    "project."),
-    head_ft=dict(config='head_ft_world', data='heads.zip', nets=('G', 'G_ema', 'D'), export='weights/head_ft_world.pt',
-                 title="The synthetic world's stage-1 head generator (head_ft: the face teacher fine-tuned on the "
-                       "heads set, the paper's stage 1), made by this project from `face_world.pt`. `make demo` "
-                       "starts stage 2 from it (`scripts/demo.py --train-head-ft` trains it again)."))
+    face=Shipped('face_world', 'faces.zip', ('G_ema', 'D'), 'weights/face_world.pt',
+                 "The synthetic world's face teacher (the analogue of the paper's pretrained EG3D), made by this "
+                 "project."),
+    head_ft=Shipped('head_ft_world', 'heads.zip', ('G', 'G_ema', 'D'), 'weights/head_ft_world.pt',
+                    "The synthetic world's stage-1 head generator (head_ft: the face teacher fine-tuned on the heads "
+                    "set, the paper's stage 1), made by this project from `face_world.pt`. `make demo` starts stage 2 "
+                    "from it (`scripts/demo.py --train-head-ft` trains it again)."))
 MAX_BYTES = 10 * 1024 * 1024     # the shipped file's size limit
 WORLD_ARGS = ['--faces', 1000, '--head-ids', 50, '--views', 24, '--res', 64]   # the demo's world (scripts/demo.py)
 
@@ -83,8 +91,6 @@ def export_snapshot(snapshot_path, export_path, config, nets=('G_ema', 'D'), max
     os.replace(tmp, export_path)
     return dict(path=export_path, bytes=size, sha256=file_sha256(export_path), kimg=kimg)
 
-export_teacher = export_snapshot
-
 #----------------------------------------------------------------------------
 # The README beside the shipped files: one section per file (what it is, how it was made, how to check it). Writing
 # one file's section keeps the others as they are.
@@ -93,18 +99,18 @@ README_HEAD = '# Shipped weights\n'
 
 def readme_section(stage, info, command, steps, data_args):
     name, spec = os.path.basename(info['path']), STAGES[stage]
-    nets = ', '.join(f'`{n}`' for n in spec['nets'][:-1]) + f' and `{spec["nets"][-1]}`'
+    nets = ', '.join(f'`{n}`' for n in spec.nets[:-1]) + f' and `{spec.nets[-1]}`'
     return f"""## {name}
 
-{spec['title']}
+{spec.title}
 
 | field | value |
 |---|---|
 | file | `{name}` ({info['bytes'] / 2**20:.2f} MB): nets {nets} only, tensors and plain data (`torch.load(weights_only=True)`) |
 | sha256 | `{info['sha256']}` |
-| config | `configs/{spec['config']}.yaml` (the resolved config is also stored in the file, key `config`) |
+| config | `configs/{spec.config}.yaml` (the resolved config is also stored in the file, key `config`) |
 | training length | {info['kimg']:g} kimg (key `kimg` in the file) |
-| data | the synthetic world's `{spec['data']}`: `scripts/make_synthetic.py {data_args}` |
+| data | the synthetic world's `{spec.data}`: `scripts/make_synthetic.py {data_args}` |
 | made on | {datetime.date.today().isoformat()}, {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores |
 
 Rebuild it (the run dir resumes when the command is rerun):
@@ -126,12 +132,12 @@ def write_readme(path, info, command, steps, stage='face'):
     data_args = ' '.join(map(str, WORLD_ARGS)) + ' --seed 0'
     sections = {}
     if os.path.isfile(path):        # keep the other files' sections: split at each '## <file>' heading
-        text = open(path).read()
-        parts = text.split('\n## ')
+        with open(path) as f:
+            parts = f.read().split('\n## ')
         for part in parts[1:]:
             sections[part.split('\n', 1)[0].strip()] = '## ' + part.rstrip('\n') + '\n'
     sections[os.path.basename(info['path'])] = readme_section(stage, info, command, steps, data_args)
-    order = [os.path.basename(s['export']) for s in STAGES.values()]
+    order = [os.path.basename(s.export) for s in STAGES.values()]
     names = sorted(sections, key=lambda n: (order.index(n) if n in order else len(order), n))
     tmp = f'{path}.new'
     with open(tmp, 'w') as f:
@@ -157,7 +163,7 @@ def main(stage, outdir, world, teacher, kimg, export, readme):
                                  param_hint='--teacher')
     py = sys.executable
     outdir = os.path.abspath(outdir or ('runs/teacher' if stage == 'face' else 'runs/head_ft_world'))
-    world, export = os.path.abspath(world), os.path.abspath(export or os.path.join(ROOT, spec['export']))
+    world, export = os.path.abspath(world), os.path.abspath(export or os.path.join(ROOT, spec.export))
     init = None
     if stage == 'head_ft':
         init = os.path.abspath(teacher or SHIPPED_TEACHER)
@@ -166,12 +172,12 @@ def main(stage, outdir, world, teacher, kimg, export, readme):
                                        f'how it is made: scripts/train_teacher.py --stage face)')
     commands = []
 
-    data = os.path.join(world, spec['data'])
+    data = os.path.join(world, spec.data)
     if not os.path.isfile(os.path.join(world, 'identities.json')):     # written last: a complete world
         commands.append(run([py, 'scripts/make_synthetic.py', '--outdir', world] + WORLD_ARGS + ['--seed', 0]))
     else:
         print(f'=== world: reusing {world}', flush=True)
-    train = [py, 'train.py', '--config', spec['config'], '--data', data]
+    train = [py, 'train.py', '--config', spec.config, '--data', data]
     train += ['--init', init] if init else []
     train += ['--outdir', outdir]
     if kimg is not None:
@@ -182,11 +188,11 @@ def main(stage, outdir, world, teacher, kimg, export, readme):
     if snap is None:
         raise click.ClickException(f'{outdir} holds no snapshot after training')
     _, config = latest_snapshot_config(outdir)          # the resolved config the run was trained with
-    config['data']['main']['path'] = spec['data']       # no machine-specific path in the shipped file
+    config['data']['main']['path'] = spec.data       # no machine-specific path in the shipped file
     if init:
         config['init_path'] = os.path.relpath(init, ROOT) if init.startswith(ROOT + os.sep) else os.path.basename(init)
     os.makedirs(os.path.dirname(export), exist_ok=True)
-    info = export_snapshot(snap, export, config, nets=spec['nets'])
+    info = export_snapshot(snap, export, config, nets=spec.nets)
     print(f'=== exported {export}: {info["bytes"] / 2**20:.2f} MB, {info["kimg"]:g} kimg, sha256 {info["sha256"]}')
     if readme:
         path = os.path.join(os.path.dirname(export), 'README.md')

@@ -11,7 +11,7 @@ import pytest
 from _scripts import load_program
 from click.testing import CliRunner
 
-from training.checkpoint import SHIPPED_HEAD_FT, SHIPPED_TEACHER, demo_network, demo_teacher
+from training.checkpoint import SHIPPED_HEAD_FT, SHIPPED_TEACHER, demo_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -224,7 +224,7 @@ def test_teacher_export_keeps_g_ema_and_d_only_and_never_loses_an_earlier_file(t
     snapshot.save_snapshot(src, {'G': G, 'G_ema': G, 'D': D}, cur_nimg=8000, optimizer={'step': torch.tensor(3)})
     dst = str(tmp_path / 'weights' / 'face_world.pt')
     os.makedirs(os.path.dirname(dst))
-    info = train_teacher.export_teacher(src, dst, config={'kimg': 8.0})
+    info = train_teacher.export_snapshot(src, dst, config={'kimg': 8.0})
     data = torch.load(dst, weights_only=True)
     assert set(data['nets']) == {'G_ema', 'D'} and 'optimizer' not in data and data['kimg'] == 8.0
     assert data['config'] == {'kimg': 8.0}
@@ -256,7 +256,7 @@ def test_teacher_export_keeps_g_ema_and_d_only_and_never_loses_an_earlier_file(t
     # Over the size limit: an error, the earlier file unchanged, nothing half-written left beside it.
     before = open(dst, 'rb').read()
     with pytest.raises(click.ClickException, match='limit'):
-        train_teacher.export_teacher(src, dst, config={}, max_bytes=1000)
+        train_teacher.export_snapshot(src, dst, config={}, max_bytes=1000)
     assert open(dst, 'rb').read() == before
     assert sorted(os.listdir(os.path.dirname(dst))) == ['README.md', 'face_world.pt']
 
@@ -371,12 +371,12 @@ def test_demo_teacher_options_and_errors(tmp_path, monkeypatch):
     assert 'with this teacher stage 1 is trained here' in res.output
 
 def test_demo_teacher_record_wins_over_the_face_run(tmp_path):
-    assert demo_teacher(str(tmp_path)) is None
+    assert demo_network(str(tmp_path), 'face') is None
     (tmp_path / 'face').mkdir()
     (tmp_path / 'face' / 'snapshot-0000000008.pt').write_bytes(b'')
-    assert demo_teacher(str(tmp_path)) == str(tmp_path / 'face' / 'snapshot-0000000008.pt')
+    assert demo_network(str(tmp_path), 'face') == str(tmp_path / 'face' / 'snapshot-0000000008.pt')
     (tmp_path / 'teacher.json').write_text(json.dumps(dict(path='/x/face_world.pt')))
-    assert demo_teacher(str(tmp_path)) == '/x/face_world.pt'
+    assert demo_network(str(tmp_path), 'face') == '/x/face_world.pt'
     # Stage 1 likewise: head_ft.json (the shipped or given file) wins over a head_ft/ run dir.
     assert demo_network(str(tmp_path), 'head_ft') is None
     (tmp_path / 'head_ft').mkdir()

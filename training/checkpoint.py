@@ -57,9 +57,6 @@ def demo_network(demo_dir, stage):
     run_dir = os.path.join(demo_dir, stage)
     return latest_snapshot(run_dir) if os.path.isdir(run_dir) else None
 
-def demo_teacher(demo_dir):
-    return demo_network(demo_dir, 'face')
-
 #----------------------------------------------------------------------------
 # RNG states of this process as tensors and plain lists (loadable with weights_only=True).
 
