@@ -38,7 +38,11 @@ renders paired with another latent's front view: what two heads of the generator
 (same-identity real pairs of the dataset, a front view within 15 degrees of yaw 0 and a back view within 15 degrees
 of yaw 180, one identity per folder: what a true back scores). The mean can hide a minority of faces behind, so the
 result also gives `face_rate`: the share of latents whose similarity is above the 90th percentile of the real
-pairs (0.10 for real heads by construction). Like the kNN features it ignores brightness and contrast (a dimmed
+pairs (0.10 for real heads by construction), and where those faces are: `face_rate_light` and `face_rate_dark` split
+the latents by the brightness of their yaw-180 render's grey centre at `light_cut`, the brightness that a third of
+the real pairs' back views exceed (light hair), with `light_share` the share of latents above it (about 1/3 for
+real heads); the real pairs' own rates on the two sides are `real_face_rate_light` / `real_face_rate_dark`. A face
+shows more easily through a light back than through a dark one. Like the kNN features it ignores brightness and contrast (a dimmed
 copy of the face scores as high as the face); unlike them it compares each render with its own latent's face, so
 structure that is not that face (hair, noise, blur) lowers the value instead of casting a vote. On the synthetic
 world's students, sorting the yaw-180 renders by it runs from plain dark backs to clearly visible eyes, which the
@@ -162,7 +166,8 @@ def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
     return views['front'], views['back']
 
 # The same renders, all readings: dict(front, back (rates), mirror [num] (each latent's mirror-face similarity),
-# mirror_other [num] (each latent's yaw-180 render against the next latent's yaw-0 render)).
+# mirror_other [num] (each latent's yaw-180 render against the next latent's yaw-0 render), back_brightness [num] (of
+# each yaw-180 render's grey centre, in [-1, 1])).
 @torch.no_grad()
 def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, device='cpu', progress=None):
     orbit = generate.camera_orbit(G)
@@ -176,6 +181,7 @@ def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
     z = draw_z(G, num, seed, device=device)
     probs = {0.0: [], 180.0: []}
     feats = {0.0: [], 180.0: []}
+    bright = []
     for start in range(0, int(num), batch):
         zz = z[start:start + batch]
         n = zz.shape[0]
@@ -186,13 +192,16 @@ def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
             img = img.float().clamp(-1, 1)
             probs[yaw].append(back_probability(view_features(img).cpu(), ref, k=k))
             feats[yaw].append(mirror_features(img).cpu())
+            if yaw == 180.0:
+                bright.append(back_brightness(img).cpu())
         if progress is not None:
             progress.update(n)
     front_feat, back_feat = torch.cat(feats[0.0]), torch.cat(feats[180.0])
     return dict(front=float((torch.cat(probs[0.0]) <= 0.5).float().mean()),
                 back=float((torch.cat(probs[180.0]) > 0.5).float().mean()),
                 mirror=mirror_similarity(front_feat, back_feat),
-                mirror_other=mirror_similarity(front_feat.roll(1, 0), back_feat))
+                mirror_other=mirror_similarity(front_feat.roll(1, 0), back_feat),
+                back_brightness=torch.cat(bright))
 
 #----------------------------------------------------------------------------
 # Mirror-face similarity (see the module text).
@@ -201,6 +210,12 @@ MIRROR_PAIR_DEG = 15.0   # real pairs: a front view within this of yaw 0 and a b
 MIRROR_BOX = 7           # the high-pass: minus the mean of this many pixels square (at RES x RES)
 MIRROR_MAX_PAIRS = 1000  # real pairs used at most (a seeded subset)
 MIRROR_REAL_QUANTILE = 0.9   # face_rate: the share of latents above this quantile of the real pairs (0.1 for reals)
+MIRROR_LIGHT_QUANTILE = 2 / 3   # light_cut: this quantile of the real pairs' back brightness (a third are above it)
+
+# Mean brightness [N] in [-1, 1] of the grey centre of images (uint8 [N,3,H,W] or float in [-1,1]): the part of a
+# yaw-180 render that mirror_features looks at, i.e. mostly the colour of the hair behind.
+def back_brightness(images):
+    return grey_centre(images).mean((1, 2, 3))
 
 # High-passed grey centres [N, RES*RES] of images (uint8 [N,3,H,W] or float in [-1,1]).
 def mirror_features(images):
@@ -235,20 +250,32 @@ def real_mirror(path, max_pairs=MIRROR_MAX_PAIRS, seed=0):
     if len(pairs) > max_pairs:
         pairs = [pairs[k] for k in sorted(np.random.default_rng(seed).permutation(len(pairs))[:max_pairs])]
     used = sorted({i for p in pairs for i in p})
-    feat = {}
+    feat, bright = {}, {}
     for b in range(0, len(used), 256):
         idx = used[b:b + 256]
-        f = mirror_features(torch.stack([torch.as_tensor(ds[int(i)][0]) for i in idx]))
-        feat.update(zip(idx, f))
+        imgs = torch.stack([torch.as_tensor(ds[int(i)][0]) for i in idx])
+        feat.update(zip(idx, mirror_features(imgs)))
+        bright.update(zip(idx, back_brightness(imgs)))
     front = torch.stack([feat[i] for i, _ in pairs])
     back = torch.stack([feat[j] for _, j in pairs])
     same = mirror_similarity(front, back)
+    p90 = float(same.quantile(MIRROR_REAL_QUANTILE))
+    back_bright = torch.stack([bright[j] for _, j in pairs])
+    light_cut = float(back_bright.quantile(MIRROR_LIGHT_QUANTILE))
+    split = split_face_rates(same, back_bright, p90, light_cut)
     # Other identities: each front with the back of the pair half the list away, where that is another folder.
     shift = [(k + len(pairs) // 2) % len(pairs) for k in range(len(pairs))]
     keep = [k for k, m in enumerate(shift) if folder[pairs[k][0]] != folder[pairs[m][1]]]
     other = float(mirror_similarity(front[keep], back[[shift[k] for k in keep]]).mean()) if keep else None
-    return dict(value=float(same.mean()), other=other, num_pairs=len(pairs),
-                p90=float(same.quantile(MIRROR_REAL_QUANTILE))), None
+    return dict(value=float(same.mean()), other=other, num_pairs=len(pairs), p90=p90, light_cut=light_cut,
+                **split), None
+
+# The share of latents (or pairs) whose back is lighter than light_cut, and the face-behind share (similarity above
+# p90) among those and among the others; a rate is None where its side has none.
+def split_face_rates(similarity, brightness, p90, light_cut):
+    light = brightness > light_cut
+    rate = lambda m: float((similarity[m] > p90).float().mean()) if bool(m.any()) else None
+    return dict(light_share=float(light.float().mean()), face_rate_light=rate(light), face_rate_dark=rate(~light))
 
 # The value of a split from (front, back) rates.
 def split_value(rates, split):

@@ -263,7 +263,8 @@ def _backview(run, spec, split):
 
 # Mirror-face similarity of the same yaw-0 / yaw-180 renders (lower: less of the latent's face behind), with the
 # other-latent baseline and the dataset's same-identity real pairs (real_value, and face_rate: the share of latents
-# above the real pairs' 90th percentile; without pairs real_value is None and real_note says why).
+# above the real pairs' 90th percentile, also split into light and dark backs at the real backs' light_cut; without
+# pairs real_value is None and real_note says why).
 @register_metric('mirror', 'Mirror-face similarity', 'mirror', needs=('data',))
 def _mirror(run, spec, split):
     views, _, _ = run.views()
@@ -274,6 +275,9 @@ def _mirror(run, spec, split):
     if real:
         out.update(face_rate=float((views['mirror'] > real['p90']).float().mean()), real_other=real['other'],
                    real_pairs=real['num_pairs'], real_p90=real['p90'])
+        out.update(backview.split_face_rates(views['mirror'], views['back_brightness'], real['p90'], real['light_cut']))
+        out.update(real_light_cut=real['light_cut'], real_light_share=real['light_share'],
+                   real_face_rate_light=real['face_rate_light'], real_face_rate_dark=real['face_rate_dark'])
     else:
         out.update(real_note=note)
     return out

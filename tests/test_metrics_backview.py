@@ -53,8 +53,10 @@ def _write_heads(path, ids=6, yaws=(0, 20, -25, 90, 160, -170, 180), seed=0):
     return str(path)
 
 # A test double with the tri-plane generator's interface: renders a face from the front and, from behind, hair
-# (mode 'head'), the same face again (mode 'mirror'), the face darkened to the hair's colour (mode 'dim_mirror') or
-# a blank image (mode 'blank'). Records the mapping's conditioning and the render cameras.
+# (mode 'head'), the same face again (mode 'mirror'), the face darkened to the hair's colour (mode 'dim_mirror'),
+# a blank image (mode 'blank'), or the face for latents with z[0] > 0 and dark hair for the others (mode
+# 'light_mirror').
+# Records the mapping's conditioning and the render cameras.
 class _HeadG(torch.nn.Module):
     def __init__(self, mode):
         super().__init__()
@@ -72,7 +74,11 @@ class _HeadG(torch.nn.Module):
         self.renders.append(c_render.clone())
         yaw, _ = cameras.yaw_pitch_from_label(c_render)
         back = dict(head=_hair, mirror=_face, dim_mirror=_dim_face, blank=lambda t: np.full((RES, RES, 3), 255.0))
-        imgs = [(back[self.mode](0) if abs(float(y)) > math.pi / 2 else _face(0)) for y in yaw]
+        if self.mode == 'light_mirror':          # the face behind where z[0] > 0 (a light back), hair elsewhere
+            imgs = [((_face(0) if float(p[0, 0]) > 0 else _hair(-30)) if abs(float(y)) > math.pi / 2 else _face(0))
+                    for p, y in zip(planes, yaw)]
+        else:
+            imgs = [(back[self.mode](0) if abs(float(y)) > math.pi / 2 else _face(0)) for y in yaw]
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2) / 127.5 - 1
         return dict(image=x + 0.01 * planes[:, 0, :1, None, None])
 
@@ -147,6 +153,24 @@ def test_mirror_similarity_is_high_for_a_mirror_face_and_low_for_hair(tmp_path, 
     # face behind: the share of latents above the real pairs' 90th percentile (all of them for a mirror face)
     assert m['real_p90'] < 0.3 and m['face_rate'] == (1.0 if high else 0.0)
     json.dumps(results)
+
+def test_face_behind_is_split_into_light_and_dark_backs(tmp_path):
+    data = _write_heads(tmp_path / 'heads')
+    G = _HeadG('light_mirror')
+    m = metric_main.run_metrics('mirror', G, data=data, num=12, batch=5)[0]
+    z = backview.draw_z(G, 12, 0)
+    light = (z[:, 0] > 0).float()                # these latents show the (skin-coloured, light) face behind
+    assert 0 < light.mean() < 1
+    assert m['light_share'] == pytest.approx(float(light.mean())) and m['face_rate'] == pytest.approx(float(light.mean()))
+    assert m['face_rate_light'] == 1.0 and m['face_rate_dark'] == 0.0
+    # the real backs (hair of 6 tinted identities): a third is above the cut, and all are darker than a face
+    assert m['real_light_share'] == pytest.approx(1 / 3, abs=0.1) and m['real_light_cut'] < float(
+        backview.back_brightness(torch.from_numpy(_face(0)).permute(2, 0, 1)[None] / 127.5 - 1))
+    assert m['real_face_rate_light'] is not None and m['real_face_rate_dark'] is not None
+    # no light back at all: that side's rate is None, not 0
+    none = backview.split_face_rates(torch.tensor([0.9, 0.1]), torch.tensor([-0.5, -0.6]), 0.3, 0.0)
+    assert none == dict(light_share=0.0, face_rate_light=None, face_rate_dark=0.5)
+    json.dumps(m)
 
 def test_mirror_features_and_the_flip():
     face = torch.from_numpy(_face(0)).permute(2, 0, 1)[None] / 127.5 - 1
