@@ -143,7 +143,13 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
             key = 'G_ema'                   # a G_ema + D file: G starts from G_ema
         if key not in records:
             raise ValueError(f'init.{name} = {src!r}: {path} has no network {key!r} (it has {", ".join(records)})')
-        checkpoint.load_net_state(modules[name], records[key], key, path)
+        record = records[key]
+        gate = getattr(modules[name], 'xy_gate', None)
+        if gate is not None and not any(k.startswith('xy_gate.') for k in record['state']):
+            # an init snapshot without the XY depth gate (e.g. a plain EG3D): the gate keeps its identity init
+            own = {f'xy_gate.{k}': v for k, v in gate.state_dict().items()}
+            record = {**record, 'state': {**record['state'], **own}}
+        checkpoint.load_net_state(modules[name], record, key, path)
 
 #----------------------------------------------------------------------------
 # One Adam per trainable net. A net with lazy regularisation every k steps gets lr * k/(k+1) and betas **

@@ -44,6 +44,29 @@ class OSGDecoder(torch.nn.Module):
         return dict(rgb=rgb, sigma=x[..., 0:1])
 
 #----------------------------------------------------------------------------
+# XYDepthGate (not in EG3D or Head3D): a tri-plane decoder sees the mean of the three plane features, so the XY
+# plane's features at (x, y) reach the front (z > 0) and the back (z < 0) of the head alike; a face in the XY plane
+# can only be hidden behind the head by the other two planes adding to it. The gate multiplies the XY features by
+# g(z) = 1 + MLP(z, sin/cos(k pi z)) per channel, with the last layer zero so that g = 1 at init (the network is then
+# EG3D's exactly): a rank-one depth profile for the XY plane, the cheapest step toward PanoHead's tri-grid.
+
+class XYDepthGate(torch.nn.Module):
+    def __init__(self, channels, frequencies=4, hidden=32):
+        super().__init__()
+        self.register_buffer('freqs', torch.pi * torch.arange(1, frequencies + 1, dtype=torch.float32), persistent=False)
+        self.fc1 = torch.nn.Linear(1 + 2 * frequencies, hidden)
+        self.fc2 = torch.nn.Linear(hidden, channels)
+        torch.nn.init.zeros_(self.fc2.weight)
+        torch.nn.init.zeros_(self.fc2.bias)
+
+    # features [N, 3, M, C] (plane 0 = XY), coords [N, M, 3] -> features with plane 0 scaled by g(z).
+    def forward(self, features, coords, box_warp):
+        z = (2 / box_warp) * coords[..., 2:3].float()                                  # [N, M, 1] in [-1, 1]
+        pe = torch.cat([z, torch.sin(z * self.freqs), torch.cos(z * self.freqs)], dim=-1)
+        gate = 1 + self.fc2(torch.nn.functional.softplus(self.fc1(pe))).to(features.dtype)
+        return torch.cat([features[:, :1] * gate[:, None], features[:, 1:]], dim=1)
+
+#----------------------------------------------------------------------------
 # synthesis() and forward() of a tri-plane generator, written on its mapping(), synthesis_planes() and
 # render_planes(); shared by TriPlaneGenerator and wrappers that change how planes are made (XYSwapGenerator).
 
@@ -95,6 +118,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         neural_rendering_resolution = 64,           # Default rendering resolution (overridable per call).
         avg_camera_radius           = 2.7,          # Orbit radius of the data's cameras (EG3D rendering_kwargs key);
         avg_camera_pivot            = (0, 0, 0.2),  # and the point they look at: viewers and metrics use these.
+        xy_depth_gate               = False,        # Not in EG3D or the paper: scale the XY plane's features by a
+                                                    # learned per-channel function of depth z (XYDepthGate).
     ):
         kwargs = capture_init_kwargs(locals())
         super().__init__()
@@ -127,6 +152,7 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
             input_resolution=sr_input_resolution, block_channels=tuple(sr_channels), img_channels=img_channels,
             num_fp16_res=sr_num_fp16_res, antialias=sr_antialias, fused_modconv_default=fused_modconv_default)
         self.decoder = OSGDecoder(plane_channels, out_features=plane_channels, lr_multiplier=decoder_lr_mul)
+        self.xy_gate = XYDepthGate(plane_channels) if xy_depth_gate else None
         self.register_buffer('plane_axes', generate_plane_axes(plane_axes), persistent=False)
         self.num_ws = self.backbone.num_ws
 
@@ -144,7 +170,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
     # Field of the planes at points: coords [N, M, 3] -> dict(rgb [N, M, 32], sigma [N, M, 1]).
     def query_field(self, planes, coords, box_warp=None):
         box_warp = self.rendering.box_warp if box_warp is None else box_warp
-        return self.decoder(sample_from_planes(self.plane_axes, planes, coords, box_warp))
+        features = sample_from_planes(self.plane_axes, planes, coords, box_warp)
+        return self.decoder(features if self.xy_gate is None else self.xy_gate(features, coords, box_warp))
 
     # Volume-render the planes from cameras c_render and super-resolve. noise_mode is the SR's noise
     # (None = sr_noise_mode); render_overrides replaces RenderOptions fields for this call only.
@@ -154,7 +181,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         opts = self.rendering.replace(**render_overrides) if render_overrides else self.rendering
         cam2world, intrinsics = cameras.unpack_label(c_render)
         origins, dirs = sample_rays(cam2world, intrinsics, res)                         # [N, R, 3] each
-        out = render_planes(planes, self.decoder, self.plane_axes, origins, dirs, opts, generator=generator)
+        out = render_planes(planes, self.decoder, self.plane_axes, origins, dirs, opts, generator=generator,
+                            feature_gate=self.xy_gate)
 
         N = planes.shape[0]
         feature_image = out['features'].permute(0, 2, 1).reshape(N, -1, res, res).contiguous()
