@@ -30,6 +30,12 @@ def test_the_gate_is_the_identity_at_init_and_changes_only_the_xy_plane():
     feats, coords = torch.randn(2, 3, 5, 32), torch.rand(2, 5, 3) - 0.5
     out = gated.xy_gate(feats, coords, 1.0)
     assert torch.equal(out[:, 1:], feats[:, 1:]) and not torch.allclose(out[:, 0], feats[:, 0])
+    # the field queries (density regularisation, meshes) go through the gate as the renders do
+    planes = G.synthesis_planes(G.mapping(z, c))
+    with torch.no_grad():
+        assert not torch.allclose(gated.query_field(planes, coords)['rgb'], G.query_field(planes, coords)['rgb'])
+        b = gated(z, c, render_overrides=dict(deterministic=True))['image']
+    assert not torch.allclose(a, b)
     # g depends on z only: points with the same z get the same per-channel factor
     coords2 = coords.clone(); coords2[..., :2] = torch.rand(2, 5, 2) - 0.5
     assert torch.equal(gated.xy_gate(feats, coords2, 1.0), out)

@@ -62,7 +62,7 @@ def render_field(field_fn, origins, dirs, opts, generator=None):
 
 #----------------------------------------------------------------------------
 # Render a tri-plane: the field is decoder_fn(sample_from_planes(...)), decoder_fn(features [N,P,M,C]) ->
-# dict(rgb [N,M,C], sigma [N,M,1]); feature_gate(features, coords, box_warp), if given, reshapes the features first
+# dict(rgb [N,M,C], sigma [N,M,1]); feature_gate(features, coords, box_warp), if given, transforms the features first
 # (TriPlaneGenerator's XYDepthGate). Same outputs as render_field.
 
 def render_planes(planes, decoder_fn, plane_axes, origins, dirs, opts, generator=None, feature_gate=None):
