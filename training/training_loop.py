@@ -28,6 +28,7 @@ from training.augment import ADA_KEYS, AugmentPipe, ada_step
 from training.dataset import ImageLabelDataset
 from training.generate import depth_to_uint8, make_grid, to_uint8
 from training.networks import net_kwargs
+from training.networks.triplane import expand_xy_layers
 from training.snapshot import SnapshotError, build_net, load_snapshot
 
 #----------------------------------------------------------------------------
@@ -149,6 +150,12 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
             # an init snapshot without the XY depth gate (e.g. a plain EG3D): the gate keeps its identity init
             own = {f'xy_gate.{k}': v for k, v in gate.state_dict().items()}
             record = {**record, 'state': {**record['state'], **own}}
+        layers = getattr(modules[name], 'xy_depth_layers', 1)
+        C = getattr(modules[name], 'plane_channels', None)
+        rows = record['state'].get('backbone.synthesis.b4.torgb.bias')
+        if layers > 1 and rows is not None and rows.shape[0] == 3 * C:
+            # an init snapshot with a single XY plane (a tri-plane, e.g. EG3D): every XY layer starts as that plane
+            record = {**record, 'state': expand_xy_layers(record['state'], C, layers)}
         checkpoint.load_net_state(modules[name], record, key, path)
 
 #----------------------------------------------------------------------------

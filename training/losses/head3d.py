@@ -27,7 +27,7 @@ SIDE_SET = dict(front='faces', back='heads')      # which data set gives each si
 # [N, 3, C, H, W]; all_planes distils the whole tri-plane (ablation, fig. 12(b)). Per sample [N].
 
 def kd_loss(planes_t, planes_s, all_planes=False):
-    return plane_mse(planes_t, planes_s, slice(None) if all_planes else slice(0, 1))
+    return plane_mse(planes_t, planes_s, slice(0, 3) if all_planes else slice(0, 1))   # tri-plane part, plane 0 = XY (front)
 
 # Mean squared difference of the planes `which` (a slice of the plane axis) of two tri-planes. Per sample [N].
 def plane_mse(planes_a, planes_b, which):
@@ -42,7 +42,7 @@ def plane_mse(planes_a, planes_b, which):
 # identity stays. This term keeps them there during training. Per sample [N].
 
 def tpl_loss(planes_h, planes_s):
-    return plane_mse(planes_h, planes_s, slice(1, None))
+    return plane_mse(planes_h, planes_s, slice(1, 3))
 
 #----------------------------------------------------------------------------
 # Eq. 7, L_map (StyleKD): mean absolute difference of the mapping outputs ws [N, num_ws, w_dim]. Per sample [N].

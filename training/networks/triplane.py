@@ -12,7 +12,7 @@ the neural rendering resolution and render overrides are explicit arguments."""
 import dataclasses
 import torch
 from training import cameras
-from training.rendering import RenderOptions, generate_plane_axes, render_planes, sample_from_planes, sample_rays
+from training.rendering import RenderOptions, generate_plane_axes, render_field, sample_from_planes, sample_rays
 from .stylegan2 import FullyConnectedLayer, Generator as StyleGAN2Backbone, capture_init_kwargs
 from .superresolution import SuperResolution
 
@@ -65,6 +65,28 @@ class XYDepthGate(torch.nn.Module):
         pe = torch.cat([z, torch.sin(z * self.freqs), torch.cos(z * self.freqs)], dim=-1)
         gate = 1 + self.fc2(torch.nn.functional.softplus(self.fc1(pe))).to(features.dtype)
         return torch.cat([features[:, :1] * gate[:, None], features[:, 1:]], dim=1)
+
+#----------------------------------------------------------------------------
+# XY depth layers (not in EG3D or Head3D; PanoHead's tri-grid, for the XY plane only): the XY plane is stored as
+# `layers` planes at depths q_i = 1 - (2i + 1) / layers (normalised z in [-1, 1], front first), and the XY feature
+# at a point is the linear interpolation over z between the two layers around it (clamped beyond the outermost
+# ones), so the front and the back of the head read different XY features. Layer 0 (the front) is the tri-plane's
+# plane 0: L_kd distils it alone, and a tri-plane snapshot loads with every layer a copy of its XY plane
+# (expand_xy_layers), which renders as that tri-plane (to float rounding, measured 3e-6 on a 64^2 image).
+
+def xy_layer_weights(z, layers):
+    # z [..., 1] normalised depth -> weights [..., layers], non-negative, summing to 1.
+    t = ((1 - z) * (layers / 2) - 0.5).clamp(0, layers - 1)                # position in layer units, 0 = front
+    return torch.relu(1 - (t - torch.arange(layers, device=z.device, dtype=z.dtype)).abs())
+
+# A tri-plane backbone state (ToRGB rows = 3 planes x C) -> the same with `layers` XY layers: the extra layers
+# (rows 3C.. of every ToRGB weight and bias) start as copies of the XY plane's rows.
+def expand_xy_layers(state, plane_channels, layers):
+    C, out = plane_channels, dict(state)
+    for key, value in state.items():
+        if key.startswith('backbone.synthesis.') and '.torgb.' in key and '.affine.' not in key and value.shape[0] == 3 * C:
+            out[key] = torch.cat([value] + [value[:C]] * (layers - 1), dim=0)
+    return out
 
 #----------------------------------------------------------------------------
 # synthesis() and forward() of a tri-plane generator, written on its mapping(), synthesis_planes() and
@@ -120,6 +142,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         avg_camera_pivot            = (0, 0, 0.2),  # and the point they look at: viewers and metrics use these.
         xy_depth_gate               = False,        # Not in EG3D or the paper: scale the XY plane's features by a
                                                     # learned per-channel function of depth z (XYDepthGate).
+        xy_depth_layers             = 1,            # Not in EG3D or the paper: the XY plane as this many depth layers
+                                                    # (1 = EG3D's tri-plane; 2+ = PanoHead's tri-grid for XY only).
     ):
         kwargs = capture_init_kwargs(locals())
         super().__init__()
@@ -143,9 +167,12 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         self.rendering = RenderOptions(**rendering_kwargs)
         kwargs['rendering_kwargs'] = dataclasses.asdict(self.rendering)    # stored resolved, so snapshots stay exact
         self.plane_axes_kind = plane_axes
+        if isinstance(xy_depth_layers, bool) or not isinstance(xy_depth_layers, int) or xy_depth_layers < 1:
+            raise ValueError(f'xy_depth_layers must be an integer >= 1, got {xy_depth_layers!r}')
+        self.xy_depth_layers = xy_depth_layers
 
         self.backbone = StyleGAN2Backbone(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
-            img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs, channel_base=channel_base,
+            img_channels=(2 + xy_depth_layers) * plane_channels, mapping_kwargs=mapping_kwargs, channel_base=channel_base,
             channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
             fused_modconv_default=fused_modconv_default)
         self.superresolution = SuperResolution(plane_channels, w_dim=w_dim, img_resolution=img_resolution,
@@ -162,15 +189,22 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         return self.backbone.mapping(z, c * self.c_scale, truncation_psi=truncation_psi,
                                      truncation_cutoff=truncation_cutoff, update_emas=update_emas)
 
-    # ws -> planes [N, 3, plane_channels, H, W] (the backbone image viewed as three planes; plane 0 = XY).
+    # ws -> planes [N, 2 + xy_depth_layers, plane_channels, H, W] (the backbone image viewed as planes: XY, XZ, ZX,
+    # then the XY plane's deeper layers, if any; plane 0 = XY, its front layer).
     def synthesis_planes(self, ws, noise_mode='const', update_emas=False, **block_kwargs):
         planes = self.backbone.synthesis(ws, noise_mode=noise_mode, update_emas=update_emas, **block_kwargs)
-        return planes.view(len(planes), 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
+        return planes.view(len(planes), 2 + self.xy_depth_layers, self.plane_channels, planes.shape[-2], planes.shape[-1])
 
     # Field of the planes at points: coords [N, M, 3] -> dict(rgb [N, M, 32], sigma [N, M, 1]).
     def query_field(self, planes, coords, box_warp=None):
         box_warp = self.rendering.box_warp if box_warp is None else box_warp
-        features = sample_from_planes(self.plane_axes, planes, coords, box_warp)
+        features = sample_from_planes(self.plane_axes, planes[:, :3], coords, box_warp)
+        if self.xy_depth_layers > 1:
+            deeper = sample_from_planes(self.plane_axes[:1].expand(planes.shape[1] - 3, 3, 3), planes[:, 3:], coords, box_warp)
+            layers = torch.cat([features[:, :1], deeper], dim=1)                       # [N, L, M, C], front first
+            w = xy_layer_weights((2 / box_warp) * coords[..., 2:3].float(), self.xy_depth_layers)  # [N, M, L]
+            xy = (layers * w.permute(0, 2, 1)[..., None].to(layers.dtype)).sum(1, keepdim=True)
+            features = torch.cat([xy, features[:, 1:]], dim=1)
         return self.decoder(features if self.xy_gate is None else self.xy_gate(features, coords, box_warp))
 
     # Volume-render the planes from cameras c_render and super-resolve. noise_mode is the SR's noise
@@ -181,8 +215,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         opts = self.rendering.replace(**render_overrides) if render_overrides else self.rendering
         cam2world, intrinsics = cameras.unpack_label(c_render)
         origins, dirs = sample_rays(cam2world, intrinsics, res)                         # [N, R, 3] each
-        out = render_planes(planes, self.decoder, self.plane_axes, origins, dirs, opts, generator=generator,
-                            feature_gate=self.xy_gate)
+        out = render_field(lambda coords, _dirs: self.query_field(planes, coords, opts.box_warp), origins, dirs, opts,
+                           generator=generator)
 
         N = planes.shape[0]
         feature_image = out['features'].permute(0, 2, 1).reshape(N, -1, res, res).contiguous()

@@ -62,15 +62,14 @@ def render_field(field_fn, origins, dirs, opts, generator=None):
 
 #----------------------------------------------------------------------------
 # Render a tri-plane: the field is decoder_fn(sample_from_planes(...)), decoder_fn(features [N,P,M,C]) ->
-# dict(rgb [N,M,C], sigma [N,M,1]); feature_gate(features, coords, box_warp), if given, transforms the features first
-# (TriPlaneGenerator's XYDepthGate). Same outputs as render_field.
+# dict(rgb [N,M,C], sigma [N,M,1]). Same outputs as render_field. (TriPlaneGenerator renders its own query_field,
+# which adds its options to this, through render_field.)
 
-def render_planes(planes, decoder_fn, plane_axes, origins, dirs, opts, generator=None, feature_gate=None):
+def render_planes(planes, decoder_fn, plane_axes, origins, dirs, opts, generator=None):
     plane_axes = plane_axes.to(planes.device)
 
     def field_fn(coords, _dirs):
-        features = sample_from_planes(plane_axes, planes, coords, opts.box_warp)
-        return decoder_fn(features if feature_gate is None else feature_gate(features, coords, opts.box_warp))
+        return decoder_fn(sample_from_planes(plane_axes, planes, coords, opts.box_warp))
 
     return render_field(field_fn, origins, dirs, opts, generator=generator)
 

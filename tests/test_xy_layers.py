@@ -1,0 +1,82 @@
+"""XY depth layers (TriPlaneGenerator xy_depth_layers, not in EG3D or the paper; PanoHead's tri-grid for the XY plane
+only): a tri-plane snapshot loads as the same network, the front and the back of the head read different XY layers,
+L_kd sees the front layer only, and bad values are refused."""
+
+import math
+import pytest
+import torch
+from training import cameras
+from training.losses.head3d import kd_loss, tpl_loss
+from training.networks import build_preset
+from training.networks.triplane import expand_xy_layers, xy_layer_weights
+from training.snapshot import save_snapshot
+
+def _pair(layers=2):
+    torch.manual_seed(0)
+    G, _ = build_preset('tiny')
+    L, _ = build_preset('tiny', G_overrides=dict(xy_depth_layers=layers))
+    L.load_state_dict(expand_xy_layers(G.state_dict(), G.plane_channels, layers))
+    return G, L
+
+def _labels(yaw_deg, n=2):
+    return cameras.make_label(torch.full([n], math.radians(yaw_deg)), torch.zeros(n), radius=2.7, pivot=(0, 0, 0))
+
+def test_layer_weights_interpolate_over_depth_and_clamp_beyond_the_outer_layers():
+    z = torch.linspace(-1, 1, 41)[:, None]
+    for layers in (2, 3, 4):
+        w = xy_layer_weights(z, layers)
+        assert w.shape == (41, layers) and (w >= 0).all()
+        assert torch.allclose(w.sum(-1), torch.ones(41))
+        assert torch.equal(w[-1], torch.eye(layers)[0]) and torch.equal(w[0], torch.eye(layers)[-1])  # z=1 front, -1 back
+    # two layers at z = +0.5 (front, layer 0) and -0.5 (back): halfway between them, half of each
+    assert torch.allclose(xy_layer_weights(torch.tensor([[0.0], [0.25]]), 2), torch.tensor([[0.5, 0.5], [0.75, 0.25]]))
+
+def test_a_tri_plane_loads_as_the_same_network_and_the_back_layer_shapes_only_the_back():
+    G, L = _pair()
+    z = torch.randn(2, 64)
+    with torch.no_grad():
+        for yaw in (0.0, 180.0):
+            a = G(z, _labels(yaw), render_overrides=dict(deterministic=True))['image']
+            b = L(z, _labels(yaw), render_overrides=dict(deterministic=True))['image']
+            assert (a - b).abs().max() < 1e-5
+        planes = L.synthesis_planes(L.mapping(z, _labels(0.0)))
+    assert planes.shape[1] == 4 and torch.equal(planes[:, 3], planes[:, 0])
+    # change the back layer (plane 3): points in front of z = +0.25 (box_warp 1: normalised +0.5) keep their field,
+    # points behind it change
+    other = planes.clone()
+    other[:, 3] = torch.randn_like(other[:, 3])
+    front, back = torch.rand(2, 50, 3) - 0.5, torch.rand(2, 50, 3) - 0.5
+    front[..., 2] = 0.3 + 0.1 * torch.rand(2, 50)
+    back[..., 2] = -0.3 - 0.1 * torch.rand(2, 50)
+    with torch.no_grad():
+        assert torch.equal(L.query_field(other, front)['rgb'], L.query_field(planes, front)['rgb'])
+        assert not torch.allclose(L.query_field(other, back)['rgb'], L.query_field(planes, back)['rgb'])
+    # and it gets gradients from a back view
+    out = L(z, _labels(180.0), render_overrides=dict(deterministic=True))
+    out['image'].square().mean().backward()
+    assert L.backbone.synthesis.b64.torgb.weight.grad[3 * 32:].abs().sum() > 0
+
+def test_kd_distils_the_front_layer_and_the_anchor_the_xz_zx_planes():
+    teacher = torch.randn(2, 3, 32, 8, 8)
+    student = torch.cat([teacher, torch.randn(2, 1, 32, 8, 8)], dim=1)
+    assert torch.equal(kd_loss(teacher, student), torch.zeros(2))        # the back layer is free
+    assert torch.equal(kd_loss(teacher, student, all_planes=True), torch.zeros(2))
+    assert torch.equal(tpl_loss(teacher, student), torch.zeros(2))
+    student[:, 0] += 1
+    assert torch.allclose(kd_loss(teacher, student), torch.ones(2))
+
+def test_init_from_a_tri_plane_snapshot_copies_the_xy_plane_into_every_layer(tmp_path):
+    from training import training_loop
+    G, _ = _pair()
+    save_snapshot(tmp_path / 'plain.pt', {'G': G, 'D': build_preset('tiny')[1]})
+    fresh, fresh_ema = (build_preset('tiny', G_overrides=dict(xy_depth_layers=3))[0] for _ in range(2))
+    training_loop.init_from_snapshots({'G': fresh, 'G_ema': fresh_ema}, {}, str(tmp_path / 'plain.pt'), None, None)
+    w = fresh.backbone.synthesis.b32.torgb.weight
+    src = G.backbone.synthesis.b32.torgb.weight
+    assert torch.equal(w[:96], src) and torch.equal(w[96:128], src[:32]) and torch.equal(w[128:], src[:32])
+    assert torch.equal(fresh.decoder.net[0].weight, G.decoder.net[0].weight)
+
+@pytest.mark.parametrize('bad', [0, -1, 1.5, True, '2'])
+def test_bad_layer_counts_are_refused(bad):
+    with pytest.raises(ValueError, match='xy_depth_layers must be an integer >= 1'):
+        build_preset('tiny', G_overrides=dict(xy_depth_layers=bad))
