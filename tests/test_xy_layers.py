@@ -15,7 +15,7 @@ def _pair(layers=2):
     torch.manual_seed(0)
     G, _ = build_preset('tiny')
     L, _ = build_preset('tiny', G_overrides=dict(xy_depth_layers=layers))
-    L.load_state_dict(expand_xy_layers(G.state_dict(), G.plane_channels, layers))
+    L.load_state_dict(expand_xy_layers(G.state_dict(), G.plane_channels, layers, 'copy'))
     return G, L
 
 def _labels(yaw_deg, n=2):
@@ -65,18 +65,33 @@ def test_kd_distils_the_front_layer_and_the_anchor_the_xz_zx_planes():
     student[:, 0] += 1
     assert torch.allclose(kd_loss(teacher, student), torch.ones(2))
 
-def test_init_from_a_tri_plane_snapshot_copies_the_xy_plane_into_every_layer(tmp_path):
+def test_init_from_a_tri_plane_snapshot_fills_the_deeper_layers_with_zeros_or_copies(tmp_path):
     from training import training_loop
     G, _ = _pair()
     save_snapshot(tmp_path / 'plain.pt', {'G': G, 'D': build_preset('tiny')[1]})
-    fresh, fresh_ema = (build_preset('tiny', G_overrides=dict(xy_depth_layers=3))[0] for _ in range(2))
-    training_loop.init_from_snapshots({'G': fresh, 'G_ema': fresh_ema}, {}, str(tmp_path / 'plain.pt'), None, None)
-    w = fresh.backbone.synthesis.b32.torgb.weight
     src = G.backbone.synthesis.b32.torgb.weight
-    assert torch.equal(w[:96], src) and torch.equal(w[96:128], src[:32]) and torch.equal(w[128:], src[:32])
-    assert torch.equal(fresh.decoder.net[0].weight, G.decoder.net[0].weight)
+    for init in ('zero', 'copy'):           # 'zero' is the default
+        overrides = dict(xy_depth_layers=3) if init == 'zero' else dict(xy_depth_layers=3, xy_layers_init='copy')
+        fresh, fresh_ema = (build_preset('tiny', G_overrides=overrides)[0] for _ in range(2))
+        training_loop.init_from_snapshots({'G': fresh, 'G_ema': fresh_ema}, {}, str(tmp_path / 'plain.pt'), None, None)
+        w = fresh.backbone.synthesis.b32.torgb.weight
+        deeper = src[:32] if init == 'copy' else torch.zeros_like(src[:32])
+        assert torch.equal(w[:96], src) and torch.equal(w[96:128], deeper) and torch.equal(w[128:], deeper), init
+        assert torch.equal(fresh_ema.backbone.synthesis.b4.torgb.bias, fresh.backbone.synthesis.b4.torgb.bias)
+        assert torch.equal(fresh.decoder.net[0].weight, G.decoder.net[0].weight)
+        # 'zero': the deeper layers are exactly zero planes (the back of the head reads no XY feature at the start);
+        # 'copy': each is the XY plane
+        with torch.no_grad():
+            planes = fresh_ema.synthesis_planes(fresh_ema.mapping(torch.randn(1, 64), _labels(0.0, 1)))
+        for layer in (3, 4):
+            assert torch.equal(planes[:, layer], planes[:, 0] if init == 'copy' else torch.zeros_like(planes[:, 0]))
+        assert planes[:, 0].abs().sum() > 0
 
 @pytest.mark.parametrize('bad', [0, -1, 1.5, True, '2'])
 def test_bad_layer_counts_are_refused(bad):
     with pytest.raises(ValueError, match='xy_depth_layers must be an integer >= 1'):
         build_preset('tiny', G_overrides=dict(xy_depth_layers=bad))
+
+def test_a_bad_layer_init_is_refused():
+    with pytest.raises(ValueError, match="xy_layers_init must be one of zero, copy, got 'mirror'"):
+        build_preset('tiny', G_overrides=dict(xy_depth_layers=2, xy_layers_init='mirror'))

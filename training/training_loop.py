@@ -154,8 +154,9 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
         C = getattr(modules[name], 'plane_channels', None)
         rows = record['state'].get('backbone.synthesis.b4.torgb.bias')
         if layers > 1 and rows is not None and rows.shape[0] == 3 * C:
-            # an init snapshot with a single XY plane (a tri-plane, e.g. EG3D): every XY layer starts as that plane
-            record = {**record, 'state': expand_xy_layers(record['state'], C, layers)}
+            # an init snapshot with a single XY plane (a tri-plane, e.g. EG3D): it becomes the front XY layer, the
+            # deeper ones start as zero or as copies of it (the module's xy_layers_init)
+            record = {**record, 'state': expand_xy_layers(record['state'], C, layers, modules[name].xy_layers_init)}
         checkpoint.load_net_state(modules[name], record, key, path)
 
 #----------------------------------------------------------------------------

@@ -71,8 +71,11 @@ class XYDepthGate(torch.nn.Module):
 # `layers` planes at depths q_i = 1 - (2i + 1) / layers (normalised z in [-1, 1], front first), and the XY feature
 # at a point is the linear interpolation over z between the two layers around it (clamped beyond the outermost
 # ones), so the front and the back of the head read different XY features. Layer 0 (the front) is the tri-plane's
-# plane 0: L_kd distils it alone, and a tri-plane snapshot loads with every layer a copy of its XY plane
-# (expand_xy_layers), which renders as that tri-plane (to float rounding, measured 3e-6 on a 64^2 image).
+# plane 0: L_kd distils it alone. A tri-plane snapshot (e.g. the face teacher) loads with its XY plane as layer 0 and
+# the deeper layers either zero (xy_layers_init 'zero': the teacher's face reaches no deeper than the front layer's
+# reach) or copies of it ('copy': renders as that tri-plane, to float rounding, 3e-6 on a 64^2 image).
+
+XY_LAYERS_INITS = ('zero', 'copy')
 
 def xy_layer_weights(z, layers):
     # z [..., 1] normalised depth -> weights [..., layers], non-negative, summing to 1.
@@ -80,12 +83,15 @@ def xy_layer_weights(z, layers):
     return torch.relu(1 - (t - torch.arange(layers, device=z.device, dtype=z.dtype)).abs())
 
 # A tri-plane backbone state (ToRGB rows = 3 planes x C) -> the same with `layers` XY layers: the extra layers
-# (rows 3C.. of every ToRGB weight and bias) start as copies of the XY plane's rows.
-def expand_xy_layers(state, plane_channels, layers):
+# (rows 3C.. of every ToRGB weight and bias) start as copies of the XY plane's rows (init 'copy') or zero ('zero').
+def expand_xy_layers(state, plane_channels, layers, init):
+    if init not in XY_LAYERS_INITS:
+        raise ValueError(f'xy_layers_init must be one of {", ".join(XY_LAYERS_INITS)}, got {init!r}')
     C, out = plane_channels, dict(state)
     for key, value in state.items():
         if key.startswith('backbone.synthesis.') and '.torgb.' in key and '.affine.' not in key and value.shape[0] == 3 * C:
-            out[key] = torch.cat([value] + [value[:C]] * (layers - 1), dim=0)
+            extra = value[:C] if init == 'copy' else torch.zeros_like(value[:C])
+            out[key] = torch.cat([value] + [extra] * (layers - 1), dim=0)
     return out
 
 #----------------------------------------------------------------------------
@@ -144,6 +150,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
                                                     # learned per-channel function of depth z (XYDepthGate).
         xy_depth_layers             = 1,            # Not in EG3D or the paper: the XY plane as this many depth layers
                                                     # (1 = EG3D's tri-plane; 2+ = PanoHead's tri-grid for XY only).
+        xy_layers_init              = 'zero',       # How --init from a tri-plane fills the deeper XY layers: 'zero'
+                                                    # or 'copy' (of its XY plane); see expand_xy_layers.
     ):
         kwargs = capture_init_kwargs(locals())
         super().__init__()
@@ -170,6 +178,9 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         if isinstance(xy_depth_layers, bool) or not isinstance(xy_depth_layers, int) or xy_depth_layers < 1:
             raise ValueError(f'xy_depth_layers must be an integer >= 1, got {xy_depth_layers!r}')
         self.xy_depth_layers = xy_depth_layers
+        if xy_layers_init not in XY_LAYERS_INITS:
+            raise ValueError(f'xy_layers_init must be one of {", ".join(XY_LAYERS_INITS)}, got {xy_layers_init!r}')
+        self.xy_layers_init = xy_layers_init
 
         self.backbone = StyleGAN2Backbone(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
             img_channels=(2 + xy_depth_layers) * plane_channels, mapping_kwargs=mapping_kwargs, channel_base=channel_base,
