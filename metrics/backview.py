@@ -200,6 +200,7 @@ def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
     return dict(front=float((torch.cat(probs[0.0]) <= 0.5).float().mean()),
                 back=float((torch.cat(probs[180.0]) > 0.5).float().mean()),
                 mirror=mirror_similarity(front_feat, back_feat),
+                mirror_upper=mirror_similarity(front_feat, back_feat, rows=MIRROR_UPPER_ROWS),
                 mirror_other=mirror_similarity(front_feat.roll(1, 0), back_feat),
                 back_brightness=torch.cat(bright))
 
@@ -211,6 +212,8 @@ MIRROR_BOX = 7           # the high-pass: minus the mean of this many pixels squ
 MIRROR_MAX_PAIRS = 1000  # real pairs used at most (a seeded subset)
 MIRROR_REAL_QUANTILE = 0.9   # face_rate: the share of latents above this quantile of the real pairs (0.1 for reals)
 MIRROR_LIGHT_QUANTILE = 2 / 3   # light_cut: this quantile of the real pairs' back brightness (a third are above it)
+MIRROR_UPPER_ROWS = 24   # the upper reading: the top rows (of RES) only; the bottom quarter holds the mouth, the jaw and
+                         # the neck, whose silhouette corners a head's front and back views share whatever the hair
 
 # Mean brightness [N] in [-1, 1] of the grey centre of images (uint8 [N,3,H,W] or float in [-1,1]): the part of a
 # yaw-180 render that mirror_features looks at, i.e. mostly the colour of the hair behind.
@@ -228,9 +231,11 @@ def mirror_features(images):
 # views (both from mirror_features of the unflipped images: flipping the crop = flipping the image). Absolute: a
 # face that shows through with inverted contrast (dark blobs where the front has bright eyes) is a face too.
 # 0 where either is flat.
-def mirror_similarity(front_feat, back_feat):
-    b = back_feat.view(back_feat.shape[0], RES, RES).flip(-1).flatten(1)
-    return ((front_feat * b).sum(1) / (front_feat.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).abs()
+# rows: compare only the top `rows` rows of the crops (None = all; MIRROR_UPPER_ROWS for the upper reading).
+def mirror_similarity(front_feat, back_feat, rows=None):
+    f = front_feat.view(front_feat.shape[0], RES, RES)[:, :rows].flatten(1)
+    b = back_feat.view(back_feat.shape[0], RES, RES).flip(-1)[:, :rows].flatten(1)
+    return ((f * b).sum(1) / (f.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).abs()
 
 # The real pairs of a dataset: (dict(value = mean similarity of same-identity pairs, other = the same fronts with
 # backs of other identities, num_pairs, p90 = the pairs' MIRROR_REAL_QUANTILE quantile), None), or (None, the reason)
@@ -267,8 +272,13 @@ def real_mirror(path, max_pairs=MIRROR_MAX_PAIRS, seed=0):
     shift = [(k + len(pairs) // 2) % len(pairs) for k in range(len(pairs))]
     keep = [k for k, m in enumerate(shift) if folder[pairs[k][0]] != folder[pairs[m][1]]]
     other = float(mirror_similarity(front[keep], back[[shift[k] for k in keep]]).mean()) if keep else None
+    upper = mirror_similarity(front, back, rows=MIRROR_UPPER_ROWS)
+    upper_p90 = float(upper.quantile(MIRROR_REAL_QUANTILE))
+    upper_split = split_face_rates(upper, back_bright, upper_p90, light_cut)
     return dict(value=float(same.mean()), other=other, num_pairs=len(pairs), p90=p90, light_cut=light_cut,
-                **split), None
+                **split, upper_value=float(upper.mean()), upper_p90=upper_p90,
+                upper_face_rate_light=upper_split['face_rate_light'],
+                upper_face_rate_dark=upper_split['face_rate_dark']), None
 
 # The share of latents (or pairs) whose back is lighter than light_cut, and the face-behind share (similarity above
 # p90) among those and among the others; a rate is None where its side has none.

@@ -278,6 +278,14 @@ def _mirror(run, spec, split):
         out.update(backview.split_face_rates(views['mirror'], views['back_brightness'], real['p90'], real['light_cut']))
         out.update(real_light_cut=real['light_cut'], real_light_share=real['light_share'],
                    real_face_rate_light=real['face_rate_light'], real_face_rate_dark=real['face_rate_dark'])
+        # the upper reading (the crops' top MIRROR_UPPER_ROWS rows: eyes, brows, nose; no jaw and neck outline)
+        upper = views['mirror_upper']
+        up = backview.split_face_rates(upper, views['back_brightness'], real['upper_p90'], real['light_cut'])
+        out.update(upper_value=float(upper.mean()), upper_face_rate=float((upper > real['upper_p90']).float().mean()),
+                   upper_face_rate_light=up['face_rate_light'], upper_face_rate_dark=up['face_rate_dark'],
+                   real_upper_value=real['upper_value'], real_upper_p90=real['upper_p90'],
+                   real_upper_face_rate_light=real['upper_face_rate_light'],
+                   real_upper_face_rate_dark=real['upper_face_rate_dark'])
     else:
         out.update(real_note=note)
     return out

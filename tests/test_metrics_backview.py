@@ -189,6 +189,30 @@ def test_mirror_features_and_the_flip():
     flat = backview.mirror_features(torch.zeros(1, 3, RES, RES))
     assert backview.mirror_similarity(f, flat).item() == 0.0
 
+def test_the_upper_reading_ignores_the_neck_outline_that_front_and_back_share():
+    R = backview.RES
+    # a front: eyes in the upper part, a neck outline (bright corners) in the bottom quarter; a clean back: the same
+    # neck outline, no eyes; a mirror-face back: the eyes as well
+    front = torch.full((1, 3, 64, 64), -0.2)
+    front[..., 22:26, 24:28] = front[..., 22:26, 36:40] = -1.0     # eyes (crop rows 6-9)
+    front[..., 44:48, 16:22] = front[..., 44:48, 42:48] = 1.0      # neck corners (crop rows 28-31)
+    clean = front.clone()
+    clean[..., 22:26, 24:28] = clean[..., 22:26, 36:40] = -0.2
+    f, c, m = (backview.mirror_features(x) for x in (front, clean.flip(-1), front.flip(-1)))
+    assert backview.MIRROR_UPPER_ROWS < R
+    assert backview.mirror_similarity(f, c).item() > 0.3            # the full crop: the shared outline reads as a face
+    assert backview.mirror_similarity(f, c, rows=backview.MIRROR_UPPER_ROWS).item() < 0.05
+    assert backview.mirror_similarity(f, m, rows=backview.MIRROR_UPPER_ROWS).item() == pytest.approx(1.0, abs=1e-5)
+
+def test_the_mirror_metric_gives_the_upper_reading_with_its_own_real_threshold(tmp_path):
+    data = _write_heads(tmp_path / 'heads')
+    m = metric_main.run_metrics('mirror', _HeadG('mirror'), data=data, num=10, batch=4)[0]
+    assert m['upper_face_rate'] == 1.0 and m['upper_value'] > 0.99
+    assert m['real_upper_p90'] < 0.5 and m['real_upper_value'] < 0.5    # hair behind on the real pairs
+    assert m['upper_face_rate_light'] is not None or m['upper_face_rate_dark'] is not None
+    h = metric_main.run_metrics('mirror', _HeadG('head'), data=data, num=10, batch=4)[0]
+    assert h['upper_face_rate'] == 0.0 and abs(h['upper_value']) < 0.3
+
 def test_real_pairs_need_identity_folders_and_views_near_0_and_180(tmp_path):
     one_folder = _write_heads(tmp_path / 'one', ids=1)
     real, note = backview.real_mirror(one_folder)
