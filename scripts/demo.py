@@ -234,22 +234,30 @@ def heads_section(metric_rows):
           'face shows, which the kNN vote does not (docs/metrics.md). **Where**: the face-behind share among light '
           'backs and among the others, split at the brightness of the real back views that a third of them exceed '
           '(light hair), with the share of light backs in brackets (about 1/3 for real heads): a face shows more '
-          'easily through light hair.', '',
+          'easily through light hair. **Upper reading**: the same face-behind shares from the top three quarters of '
+          'the crop only (eyes, brows, nose), with its own real-pairs threshold: on smooth light backs the full '
+          'reading is carried by the jaw and neck outline that front and back views share, which this one leaves out; '
+          'on dark, nearly flat backs it fires on faint structure (docs/metrics.md).', '',
           '| network | back-view accuracy | mirror-face similarity | the same, other z | face behind | '
-          'face behind: light / other backs (light share) | samples |',
-          '|---|---|---|---|---|---|---|']
+          'face behind: light / other backs (light share) | upper reading: face behind, light / other backs | samples |',
+          '|---|---|---|---|---|---|---|---|']
     where = lambda m, p='': (f'{_fmt(m.get(p + "face_rate_light"))} / {_fmt(m.get(p + "face_rate_dark"))} '
                              f'({_fmt(m.get(p + "light_share"), 2)})' if m and m.get(p + 'light_share') is not None
                              else '-')
+    def upper(rate, light, dark):          # a mirror row from before the upper reading: an empty cell
+        return '-' if light is None and dark is None else f'{_fmt(rate)}, {_fmt(light)} / {_fmt(dark)}'
     md += [f'| {title} | {_fmt(r["value"]) if r else "-"} | {_fmt(m["value"]) if m else "-"} | '
            f'{_fmt(m.get("other_z")) if m else "-"} | {_fmt(m.get("face_rate")) if m else "-"} | {where(m)} | '
+           f'{upper(m.get("upper_face_rate"), m.get("upper_face_rate_light"), m.get("upper_face_rate_dark")) if m else "-"} | '
            f'{(r or m)["num"]} |' for title, r, m in rows if r or m]
     real = next((r.get('real_value') for _, r, _ in rows if r), None)
     mreal = next((m for _, _, m in rows if m and m.get('real_value') is not None), None)
     from metrics.backview import MIRROR_REAL_QUANTILE          # face_rate's threshold: real pairs above it by design
     md += [f'| real views (ceiling / true backs) | {_fmt(real)} | {_fmt(mreal["real_value"]) if mreal else "-"} | '
            f'{_fmt(mreal.get("real_other")) if mreal else "-"} | {_fmt(1 - MIRROR_REAL_QUANTILE) if mreal else "-"} | '
-           f'{where(mreal, "real_")} | {mreal["real_pairs"] if mreal else "-"} pairs |', '']
+           f'{where(mreal, "real_")} | '
+           f'{upper(1 - MIRROR_REAL_QUANTILE, mreal.get("real_upper_face_rate_light"), mreal.get("real_upper_face_rate_dark")) if mreal else "-"} | '
+           f'{mreal["real_pairs"] if mreal else "-"} pairs |', '']
     earlier = {}
     for s in ('head_ft', 'head3d'):
         for net, row in metric_rows:
