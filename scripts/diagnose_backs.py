@@ -14,7 +14,8 @@ the untrained xy swap). Nothing is trained; only those two files are written.
 
 A combination is written as three letters: the source of the xy plane, of the other two planes and of the
 decoder + super-resolution, each T (teacher), F (head_ft) or H (head3d); e.g. HFH is the student with head_ft's
-xz/yz planes. Every part is driven by its own network's mapping of the same z and frontal conditioning.
+xz/yz planes. With XY depth layers (xy_depth_layers, not in the paper) the xy source brings all its XY layers; one
+with fewer layers than the decoder's network (the tri-plane teacher) gets zero layers behind its own. Every part is driven by its own network's mapping of the same z and frontal conditioning.
 
 Example (the demo's networks):
 
@@ -51,6 +52,12 @@ class PartsGenerator(PlaneGeneratorMixin, torch.nn.Module):
             for attr in ('z_dim', 'c_dim', 'w_dim', 'num_ws', 'plane_channels', 'img_resolution'):
                 if getattr(G, attr) != getattr(render_G, attr):
                     raise ValueError(f'the generators differ in {attr} ({getattr(G, attr)} vs {getattr(render_G, attr)})')
+        # XY depth layers (xy_depth_layers, not in the paper): the xy part brings all its XY layers; the renderer's
+        # count rules, and an xy part with fewer layers gets zero deeper layers (as a tri-plane --init does).
+        self.xy_layers = getattr(render_G, 'xy_depth_layers', 1)
+        if getattr(xy_G, 'xy_depth_layers', 1) > self.xy_layers:
+            raise ValueError(f'the xy part has {xy_G.xy_depth_layers} XY depth layers, the decoder\'s generator '
+                             f'{self.xy_layers}: use a decoder with at least as many')
         for attr in ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels', 'plane_channels'):
             setattr(self, attr, getattr(render_G, attr))
         self.num_ws = 3 * render_G.num_ws
@@ -72,8 +79,12 @@ class PartsGenerator(PlaneGeneratorMixin, torch.nn.Module):
 
     def synthesis_planes(self, ws, **kwargs):
         ws_xy, ws_rest, _ = self._split(ws)
-        xy = self.parts[0].synthesis_planes(ws_xy, **kwargs)[:, :1]
-        return torch.cat([xy, self.parts[1].synthesis_planes(ws_rest, **kwargs)[:, 1:]], dim=1)
+        xy = self.parts[0].synthesis_planes(ws_xy, **kwargs)
+        rest = self.parts[1].synthesis_planes(ws_rest, **kwargs)[:, 1:3]
+        deeper = xy[:, 3:]                                  # the XY layers behind the front one, if any
+        missing = self.xy_layers - 1 - deeper.shape[1]
+        zeros = xy.new_zeros([xy.shape[0], missing, *xy.shape[2:]])
+        return torch.cat([xy[:, :1], rest, deeper, zeros], dim=1)
 
     def render_planes(self, planes, ws, c_render, **kwargs):
         return self.parts[2].render_planes(planes, self._split(ws)[2], c_render, **kwargs)

@@ -114,6 +114,11 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     for name in ('world/faces.zip', 'world/heads.zip', 'face/snapshot-0000000008.pt', 'head_ft/snapshot-0000000008.pt'):
         (demo / name).parent.mkdir(parents=True, exist_ok=True)
         (demo / name).write_bytes(b'')
+    # the head_ft start is read for its XY depth layers, which every method's generator then gets (DFT too)
+    from training.networks import build_preset
+    from training.snapshot import save_snapshot
+    save_snapshot(demo / 'head_ft/snapshot-0000000008.pt',
+                  {'G_ema': build_preset('tiny', G_overrides=dict(xy_depth_layers=2))[0]})
     commands = []
 
     threads_seen = []
@@ -150,6 +155,7 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
         ('head3d_tiny', '0'), ('head3d_tiny', '1'), ('head3d_tiny', '2'), ('dft_tiny', '0'), ('dft_tiny', '1'),
         ('dft_tiny', '2')]
     assert len({c[c.index('--outdir') + 1] for c in trains}) == 6            # one run dir per method and seed
+    assert all(c[c.index('--set') + 1] == 'nets.G.kwargs.xy_depth_layers=2' for c in trains)
     metrics = [c for c in commands if 'scripts/calc_metrics.py' in c]
     assert {c[c.index('--seed') + 1] for c in metrics} == {'0'}             # the metrics' latents stay fixed
     table = (out / 'table4.md').read_text()
@@ -184,7 +190,7 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     # The demo's head_ft as head_ft.json names it (the shipped file) wins over its head_ft/ run; --threads fixes
     # every command's torch threads.
     shipped = tmp_path / 'head_ft_world.pt'
-    shipped.write_bytes(b'')
+    save_snapshot(shipped, {'G_ema': build_preset('tiny')[0]})       # a tri-plane: no layer override
     (demo / 'head_ft.json').write_text(json.dumps(dict(path=str(shipped))))
     commands.clear(), threads_seen.clear()
     assert CliRunner().invoke(t4.main, args[:-4] + ['--methods', 'head3d_tiny', '--kimg', '0.01', '--threads', '1',
@@ -192,6 +198,9 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     trains = [c for c in commands if 'train.py' in c]
     assert {c[c.index('--init') + 1] for c in trains} == {str(shipped)} and set(threads_seen) == {1}
     assert all(c[c.index('--set') + 1] == 'num_threads=1' for c in trains)
+    shipped.write_bytes(b'not a snapshot')                            # unreadable: one line naming it
+    res = CliRunner().invoke(t4.main, args)
+    assert res.exit_code != 0 and f'head_ft: {shipped}' in res.output and 'Traceback' not in res.output
     os.remove(shipped)
     res = CliRunner().invoke(t4.main, args)
     assert res.exit_code != 0 and str(shipped) in res.output and 'Traceback' not in res.output

@@ -78,3 +78,22 @@ def test_cli_writes_rows_and_rejects_bad_input(gens, tmp_path):
     bad[bad.index('--head3d') + 1] = str(tmp_path / 'missing.pt')
     res = CliRunner().invoke(diag.main, bad)
     assert res.exit_code != 0 and '--head3d' in res.output and 'missing.pt' in res.output
+
+def test_xy_depth_layers_travel_with_the_xy_part(gens):
+    # A depth-layer generator (xy_depth_layers=2, as the shipped head_ft) renders as itself from its parts; a
+    # tri-plane xy part under its decoder gets a zero back layer, which renders as that depth-layer network with
+    # its back layer zeroed; a depth-layer xy part cannot go under a tri-plane decoder.
+    torch.manual_seed(4)
+    D2 = networks.build_preset('tiny', G_overrides=dict(SMALL, xy_depth_layers=2))[0].eval().requires_grad_(False)
+    assert torch.allclose(_render(diag.PartsGenerator(D2, D2, D2)), _render(D2), atol=1e-5)
+    A = gens[0]
+    mixed = diag.PartsGenerator(A, D2, D2)
+    z = torch.randn(2, A.z_dim, generator=torch.Generator().manual_seed(5))
+    c = generate.front_labels(A, 2)
+    with torch.no_grad():
+        planes = mixed.synthesis_planes(mixed.mapping(z, c))
+        assert planes.shape[1] == 4 and torch.equal(planes[:, 3], torch.zeros_like(planes[:, 3]))
+        assert torch.equal(planes[:, :1], A.synthesis_planes(A.mapping(z, c))[:, :1])
+        assert torch.equal(planes[:, 1:3], D2.synthesis_planes(D2.mapping(z, c))[:, 1:3])
+    with pytest.raises(ValueError, match='the xy part has 2 XY depth layers, the decoder\'s generator 1'):
+        diag.PartsGenerator(D2, A, A)

@@ -95,3 +95,22 @@ def test_bad_layer_counts_are_refused(bad):
 def test_a_bad_layer_init_is_refused():
     with pytest.raises(ValueError, match="xy_layers_init must be one of zero, copy, got 'mirror'"):
         build_preset('tiny', G_overrides=dict(xy_depth_layers=2, xy_layers_init='mirror'))
+
+def test_a_later_stage_reads_the_layer_count_of_its_start_and_a_mismatch_names_the_override(tmp_path):
+    # scripts/demo.py and scripts/reproduce_table4.py give stage 2 the --init snapshot's layer count with these
+    # overrides; train.py refuses a depth-layer --init into another count, naming the override that fits it
+    from training import training_loop
+    from training.snapshot import SnapshotError, generator_xy_depth_layers, xy_depth_layers_overrides
+    G, L = _pair(layers=2)
+    save_snapshot(tmp_path / 'tri.pt', {'G_ema': G})
+    save_snapshot(tmp_path / 'two.pt', {'G': L, 'G_ema': L})
+    assert generator_xy_depth_layers(tmp_path / 'tri.pt') == 1 and xy_depth_layers_overrides(tmp_path / 'tri.pt') == []
+    assert xy_depth_layers_overrides(tmp_path / 'two.pt') == ['--set', 'nets.G.kwargs.xy_depth_layers=2']
+    for layers in (1, 3):
+        fresh = build_preset('tiny', G_overrides=dict(xy_depth_layers=layers))[0]
+        with pytest.raises(SnapshotError, match=f'its G has 2 XY depth layers, this config\'s G {layers}; train with '
+                                                f'--set nets.G.kwargs.xy_depth_layers=2'):
+            training_loop.init_from_snapshots({'G': fresh}, {}, str(tmp_path / 'two.pt'), None, None)
+    save_snapshot(tmp_path / 'd.pt', {'D': build_preset('tiny')[1]})
+    with pytest.raises(SnapshotError, match='no generator'):
+        generator_xy_depth_layers(tmp_path / 'd.pt')

@@ -151,6 +151,10 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
             own = {f'xy_gate.{k}': v for k, v in gate.state_dict().items()}
             record = {**record, 'state': {**record['state'], **own}}
         layers = getattr(modules[name], 'xy_depth_layers', 1)
+        src_layers = (record.get('kwargs') or {}).get('xy_depth_layers', 1)
+        if hasattr(modules[name], 'xy_depth_layers') and src_layers > 1 and src_layers != layers:
+            raise SnapshotError(f'{path}: its {key} has {src_layers} XY depth layers, this config\'s {name} {layers}; '
+                                f'train with --set nets.G.kwargs.xy_depth_layers={src_layers}')
         C = getattr(modules[name], 'plane_channels', None)
         rows = record['state'].get('backbone.synthesis.b4.torgb.bias')
         if layers > 1 and rows is not None and rows.shape[0] == 3 * C:
