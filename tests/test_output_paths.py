@@ -34,6 +34,8 @@ CLIS = [
     ('scripts/plane_swap.py', 'main', ['--network', 'nope.pt', '--seeds', '0,1'], '--outdir', 'dir'),
     ('scripts/diagnose_backs.py', 'main', ['--teacher', 'nope.pt', '--head-ft', 'nope.pt', '--head3d', 'nope.pt',
                                            '--heads', 'nope.zip'], '--outdir', 'dir'),
+    ('scripts/blind_backs.py', 'main', ['grid', '--teacher', 'nope.pt', '--networks', 'a=nope.pt,b=nope.pt'], '--outdir',
+     'dir'),
     ('scripts/demo.py', 'main', [], '--outdir', 'dir'),
     ('scripts/reproduce_table4.py', 'main', [], '--outdir', 'dir'),
     ('scripts/import_eg3d.py', 'main', ['--src', os.path.join(ROOT, 'README.md')], '--dst', 'file'),
