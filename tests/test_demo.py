@@ -143,7 +143,7 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
                 for metric, split in (('fd_randconv', 'all'), ('kd_randconv', 'all'), ('fd_randconv', 'back'),
                                       ('kd_randconv', 'back'), ('id_proxy', None), ('backview', 'back'),
                                       ('mirror', None)):
-                    extra = dict(face_rate=(seed + bump) / 10) if metric == 'mirror' else {}
+                    extra = dict(face_rate=(seed + bump) / 10, upper_face_rate_light=seed / 4) if metric == 'mirror' else {}
                     f.write(json.dumps(dict(metric=metric, split=split, value=seed + bump, **extra)) + '\n')
     monkeypatch.setattr(t4, 'run', fake_run)
     out = tmp_path / 'table4'
@@ -167,6 +167,7 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
     cell = saved['rows'][1]['cells']['face_rate']                                  # and its face-behind share
     assert cell['n'] == 3 and cell['mean'] == pytest.approx(0.2) and cell['std'] == pytest.approx(0.1)
     assert '| 0.200 +- 0.100 |' in table and 'face behind' in table
+    assert table.count('| 0.250 +- 0.250 |') == 2 and 'light backs, upper reading' in table   # seeds 0, 1, 2: 0, 1/4, 1/2
     assert len(saved['rows'][1]['seeds']) == 3
 
     # A rerun measures only what is new: nothing when every snapshot was measured with these settings, one run
