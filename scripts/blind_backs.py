@@ -13,8 +13,8 @@ what the eye sees (README, "Which reading to trust"). This tool makes the eye ch
          clear, faint and clean backs.
 
 \b
-  python scripts/blind_backs.py grid --teacher weights/face_world.pt --networks new=runs/demo/head3d,old=OLD.pt \\
-      --select light --outdir runs/blind_light
+  python scripts/blind_backs.py grid --teacher weights/face_world.pt \\
+      --networks head_ft=weights/head_ft_world.pt,head3d=runs/demo/head3d --select light --outdir runs/blind_light
   # look at runs/blind_light/grid.png, write down the tile numbers, then:
   python scripts/blind_backs.py score --key runs/blind_light/key.json --clear 1,2,6 --faint 10,11
 """
@@ -125,15 +125,16 @@ def grid_cmd(teacher, networks, seeds, select, count, shuffle_seed, outdir, thre
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint='--seeds')
     check_output_path(outdir, '--outdir')
-    nets = {}
-    for option, name, path in [('--teacher', 'teacher', teacher)] + [('--networks', n, p) for n, p in named]:
+    def load(what, path):
         try:
-            nets[name if option == '--networks' else option] = generate.load_generator(path)
+            return generate.load_generator(path)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-            raise click.ClickException(f'cannot load {option} {name}={path!r}: {e}')
+            raise click.ClickException(f'cannot load {what} {path!r}: {e}')
+    teacher_G = load('--teacher', teacher)
+    nets = {name: load(f'--networks {name}', path) for name, path in named}
     with torch.no_grad():
         try:
-            picked = pick_seeds(nets['--teacher'], seed_list, select, count)
+            picked = pick_seeds(teacher_G, seed_list, select, count)
         except ValueError as e:
             raise click.ClickException(str(e))
         tiles = []

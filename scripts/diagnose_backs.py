@@ -15,7 +15,8 @@ the untrained xy swap). Nothing is trained; only those two files are written.
 A combination is written as three letters: the source of the xy plane, of the other two planes and of the
 decoder + super-resolution, each T (teacher), F (head_ft) or H (head3d); e.g. HFH is the student with head_ft's
 xz/yz planes. With XY depth layers (xy_depth_layers, not in the paper) the xy source brings all its XY layers; one
-with fewer layers than the decoder's network (the tri-plane teacher) gets zero layers behind its own. Every part is driven by its own network's mapping of the same z and frontal conditioning.
+with fewer layers than the decoder's network (the tri-plane teacher) gets zero layers behind its own. Every part is
+driven by its own network's mapping of the same z and frontal conditioning.
 
 Example (the demo's networks):
 

@@ -143,8 +143,6 @@ def load_snapshot(path, device='cpu', build=True, mmap=False):
     return dict(nets={name: build_net(name, record, device, where=path) for name, record in nets.items()}, **plain)
 
 #----------------------------------------------------------------------------
-
-#----------------------------------------------------------------------------
 # The XY depth layers (TriPlaneGenerator xy_depth_layers; 1 = EG3D's tri-plane) of a snapshot's generator (G_ema,
 # else G), read from its stored constructor kwargs without building it. A stage that starts from the snapshot (--init)
 # gives its own G the same count with these train.py overrides (none for a tri-plane).
