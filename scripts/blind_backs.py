@@ -8,6 +8,9 @@ what the eye sees (README, "Which reading to trust"). This tool makes the eye ch
          printing it. The latents are picked from the teacher's frontal renders: 'light' = the --count ones with
          the brightest hair (the top centre of the image) among --seeds, where a dark face shows most easily
          through the hair; 'other' = --count random ones among the rest; 'all' = the first --count seeds.
+         --real adds as many real back views of a dataset (one per identity folder) as a control, and --stretch
+         stretches each tile's contrast, so that a face left at a few percent of the contrast on dark hair shows
+         (read against the stretched real backs: strands and shading show too).
   score  takes the tiles you marked while looking at the grid only (--clear: eyes or a face plainly visible;
          --faint: faint eyes or spots where the eyes would be) and unblinds them: per network the number of
          clear, faint and clean backs.
@@ -74,6 +77,43 @@ def blind_page(tiles, cols, shuffle_seed):
         key[str(k)] = [name, int(seed)]
     return page, key
 
+# Contrast-stretch renders uint8 [N,H,W,3]: each from the 1st..99th percentile of its central half (where a face
+# behind would be) to the full range. A face left at a few percent of the contrast on dark hair, invisible in the
+# plain render, shows; so do strands and noise, so read stretched grids against stretched real backs.
+def stretch(images, low=1.0, high=99.0):
+    n, h, w, _ = images.shape
+    centre = images[:, h // 4:h - h // 4, w // 4:w - w // 4].reshape(n, -1).astype(np.float64)
+    lo, hi = np.percentile(centre, low, axis=1), np.percentile(centre, high, axis=1)
+    scale = 255.0 / np.maximum(hi - lo, 1.0)
+    out = (images.astype(np.float64) - lo[:, None, None, None]) * scale[:, None, None, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+# The control tiles: `count` real back views (|yaw| >= REAL_BACK_DEG) of a dataset, one per identity folder where
+# there are enough folders, at `size` px; returns (uint8 [count,size,size,3], dataset indices).
+REAL_BACK_DEG = 165.0
+
+def real_backs(path, count, size, pick_seed=7):
+    from training.dataset import ImageLabelDataset
+    ds = ImageLabelDataset(path)
+    backs = np.flatnonzero(np.abs(ds.yaws_deg()) >= REAL_BACK_DEG)
+    if backs.size < count:
+        raise ValueError(f'{path}: {backs.size} views with |yaw| >= {REAL_BACK_DEG:g} degrees, --count needs {count}')
+    rng = np.random.RandomState(pick_seed)
+    folders = {}
+    for i in rng.permutation(backs):
+        folders.setdefault(os.path.dirname(ds.image_name(int(i))), []).append(int(i))
+    firsts = [v[0] for v in folders.values()]
+    rest = [i for v in folders.values() for i in v[1:]]
+    picked = sorted((firsts + rest)[:count]) if len(firsts) < count else sorted(firsts[:count])
+    images = []
+    for i in picked:
+        image = np.asarray(ds[i][0]).transpose(1, 2, 0)
+        image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+        if image.shape[0] != size:
+            image = np.asarray(PIL.Image.fromarray(image).resize((size, size), PIL.Image.LANCZOS))
+        images.append(image)
+    return np.stack(images), picked
+
 #----------------------------------------------------------------------------
 # Unblind: counts of clear / faint / clean backs per network from the marked tile numbers.
 
@@ -108,8 +148,10 @@ def main():
 @click.option('--count', help='Latents shown per network', type=click.IntRange(min=1), default=24, show_default=True)
 @click.option('--shuffle-seed', help='Seed of the tile order', type=click.IntRange(min=0), default=321, show_default=True)
 @click.option('--outdir', help='Where grid.png and key.json go', metavar='DIR', required=True)
+@click.option('--real', help='Add --count real back views of this dataset as a control, named real', metavar='ZIP|DIR', default=None)
+@click.option('--stretch', 'stretch_tiles', help='Contrast-stretch each tile (faint structure on dark hair shows)', is_flag=True)
 @click.option('--threads', help='torch CPU threads (0 = all cores)', type=click.IntRange(min=0), default=1, show_default=True)
-def grid_cmd(teacher, networks, seeds, select, count, shuffle_seed, outdir, threads):
+def grid_cmd(teacher, networks, seeds, select, count, shuffle_seed, outdir, real, stretch_tiles, threads):
     """Render, shuffle and number the backs; the key goes to a file, not to the screen."""
     if threads:
         torch.set_num_threads(threads)
@@ -120,6 +162,8 @@ def grid_cmd(teacher, networks, seeds, select, count, shuffle_seed, outdir, thre
     names = [n for n, _ in named]
     if len(set(names)) != len(names) or not all(names):
         raise click.BadParameter(f'{networks!r}: network names must be non-empty and distinct', param_hint='--networks')
+    if real is not None and 'real' in names:
+        raise click.BadParameter(f'{networks!r}: the name real is taken by --real\'s control tiles', param_hint='--networks')
     try:
         seed_list = generate.parse_seeds(seeds)
     except ValueError as e:
@@ -140,14 +184,23 @@ def grid_cmd(teacher, networks, seeds, select, count, shuffle_seed, outdir, thre
         tiles = []
         for name in names:
             backs = generate.to_uint8(generate.render_seed_views(nets[name], picked, [(180.0, 0.0)])['image'][:, 0])
+            backs = stretch(backs) if stretch_tiles else backs
             tiles += [(backs[i], (name, seed)) for i, seed in enumerate(picked)]
+        if real is not None:
+            try:
+                backs, index = real_backs(real, count, tiles[0][0].shape[0])
+            except (OSError, ValueError) as e:
+                raise click.ClickException(f'--real {real!r}: {e}')
+            backs = stretch(backs) if stretch_tiles else backs
+            tiles += [(backs[i], ('real', k)) for i, k in enumerate(index)]
+            named.append(('real', real))
     page, key = blind_page(tiles, cols=8, shuffle_seed=shuffle_seed)
     os.makedirs(outdir, exist_ok=True)
     page.save(os.path.join(outdir, 'grid.png'))
     with open(os.path.join(outdir, 'key.json'), 'w') as f:
         json.dump(dict(networks=dict(named), teacher=teacher, select=select, seeds=seeds, picked=picked,
-                       shuffle_seed=shuffle_seed, tiles=key), f, indent=1)
-    click.echo(f'wrote {os.path.join(outdir, "grid.png")} ({len(tiles)} tiles, {len(names)} networks x {count} latents) '
+                       shuffle_seed=shuffle_seed, stretch=bool(stretch_tiles), tiles=key), f, indent=1)
+    click.echo(f'wrote {os.path.join(outdir, "grid.png")} ({len(tiles)} tiles, {len(named)} sources x {count} backs) '
                f'and its key {os.path.join(outdir, "key.json")}; mark the tiles before opening the key')
 
 @main.command('score')

@@ -89,3 +89,46 @@ def test_bad_input_gets_one_line(nets, tmp_path):
     assert res.exit_code != 0 and 'bad.json' in res.output and 'Traceback' not in res.output
     res = run('score', '--key', str(tmp_path / 'missing.json'))
     assert res.exit_code != 0 and 'missing.json' in res.output
+
+def test_stretch_spreads_each_tiles_centre_over_the_full_range():
+    rng = np.random.default_rng(0)
+    dark = np.full((2, 16, 16, 3), 20, np.uint8)
+    dark[:, 4:12, 4:12] += rng.integers(0, 6, (2, 8, 8, 3)).astype(np.uint8)     # a faint pattern on dark hair
+    out = bb.stretch(dark)
+    centre = out[:, 4:12, 4:12].reshape(2, -1)
+    assert out.dtype == np.uint8 and (centre.max(1) >= 250).all() and (centre.min(1) <= 5).all()
+    # the order of the grey levels is kept, so the pattern is the same pattern, only visible
+    a, b = dark[0, 4:12, 4:12, 0].astype(int).ravel(), out[0, 4:12, 4:12, 0].astype(int).ravel()
+    assert (np.diff(b[np.argsort(a, kind='stable')]) >= 0).all()
+    flat = np.full((1, 16, 16, 3), 90, np.uint8)                                    # nothing to stretch: no blow-up
+    assert np.abs(bb.stretch(flat).astype(int) - 0).max() <= 1
+
+def test_real_control_tiles_and_stretch_go_into_the_grid_and_the_key(nets, tmp_path):
+    from _world import write_set
+    heads = write_set(str(tmp_path / 'heads.zip'), num=120, resolution=64, max_yaw_deg=180, seed=3)
+    out = tmp_path / 'blind'
+    args = ['grid', '--teacher', nets['teacher'], '--networks', f'a={nets["a"]},b={nets["b"]}', '--seeds', '0-7',
+            '--count', '3', '--real', heads, '--stretch', '--outdir', str(out)]
+    res = CliRunner().invoke(bb.main, args)
+    assert res.exit_code == 0, res.output
+    key = json.loads((out / 'key.json').read_text())
+    assert key['stretch'] is True and key['networks']['real'] == heads and len(key['tiles']) == 9
+    from training.dataset import ImageLabelDataset
+    ds = ImageLabelDataset(heads)
+    real = [(int(t), i) for t, (n, i) in key['tiles'].items() if n == 'real']
+    assert len(real) == 3 and all(abs(ds.yaws_deg()[i]) >= bb.REAL_BACK_DEG for _, i in real)
+    # a real tile is that view, resized to the renders' 32 px and stretched
+    t, i = real[0]
+    image = np.asarray(PIL.Image.fromarray(np.asarray(ds[i][0]).transpose(1, 2, 0)).resize((32, 32), PIL.Image.LANCZOS))
+    want = np.asarray(PIL.Image.fromarray(bb.stretch(image[None])[0]).resize((96, 96), PIL.Image.LANCZOS))
+    r, c = divmod(t, 8)
+    page = np.asarray(PIL.Image.open(out / 'grid.png'))
+    assert np.abs(page[r * 112 + 16:r * 112 + 112, c * 96:(c + 1) * 96].astype(int) - want.astype(int)).max() <= 1
+    res = CliRunner().invoke(bb.main, ['score', '--key', str(out / 'key.json'), '--faint', str(t)])
+    assert res.exit_code == 0 and '| real | 0 | 1 | 2 |' in res.output, res.output
+    # bad control input: a name clash, too few real backs, a missing dataset
+    for extra, words in (([f'--networks', f'real={nets["a"]},b={nets["b"]}'], 'taken by --real'),
+                         (['--count', '8', '--seeds', '0-15'], 'views with |yaw| >= 165'),
+                         (['--real', str(tmp_path / 'gone.zip')], 'gone.zip')):
+        res = CliRunner().invoke(bb.main, args + extra + ['--outdir', str(tmp_path / 'o')])
+        assert res.exit_code != 0 and words in res.output and 'Traceback' not in res.output, (extra, res.output)
