@@ -114,3 +114,46 @@ def test_a_later_stage_reads_the_layer_count_of_its_start_and_a_mismatch_names_t
     save_snapshot(tmp_path / 'd.pt', {'D': build_preset('tiny')[1]})
     with pytest.raises(SnapshotError, match='no generator'):
         generator_xy_depth_layers(tmp_path / 'd.pt')
+
+def test_a_sharper_hand_over_reads_one_layer_at_each_surface_and_keeps_the_blend_in_the_middle():
+    # two layers at z = +0.5 / -0.5 (normalised): sharpness 5 hands over within |z| < 0.1 only, so the synthetic
+    # world's front (+0.3) and back (-0.4) surfaces each read a single layer; the linear blend gives them 20% / 10%
+    # of the other one
+    z = torch.tensor([[0.3], [-0.4], [0.05], [0.0]])
+    assert torch.allclose(xy_layer_weights(z, 2), torch.tensor([[0.8, 0.2], [0.1, 0.9], [0.55, 0.45], [0.5, 0.5]]))
+    assert torch.allclose(xy_layer_weights(z, 2, 5.0), torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.75, 0.25], [0.5, 0.5]]))
+    grid = torch.linspace(-1, 1, 81)[:, None]
+    for layers in (2, 3, 4):
+        w = xy_layer_weights(grid, layers, 4.0)
+        assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(81))
+        assert torch.equal(w[-1], torch.eye(layers)[0]) and torch.equal(w[0], torch.eye(layers)[-1])
+        assert (w.max(-1).values == 1).float().mean() > 0.6          # most depths read one layer alone
+    assert torch.equal(xy_layer_weights(grid, 3, 1.0), xy_layer_weights(grid, 3))
+
+@pytest.mark.parametrize('bad', [0.5, 0, -2, float('nan'), float('inf'), True, '5'])
+def test_a_bad_sharpness_is_refused(bad):
+    with pytest.raises(ValueError, match='xy_layer_sharpness must be a number >= 1'):
+        build_preset('tiny', G_overrides=dict(xy_depth_layers=2, xy_layer_sharpness=bad))
+
+def test_a_later_stage_takes_the_sharpness_of_its_start_and_a_mismatch_names_the_override(tmp_path):
+    from training import training_loop
+    from training.snapshot import SnapshotError, xy_depth_layers_overrides
+    torch.manual_seed(0)
+    S, _ = build_preset('tiny', G_overrides=dict(xy_depth_layers=2, xy_layer_sharpness=5))
+    save_snapshot(tmp_path / 'sharp.pt', {'G': S, 'G_ema': S})
+    assert xy_depth_layers_overrides(tmp_path / 'sharp.pt') == ['--set', 'nets.G.kwargs.xy_depth_layers=2',
+                                                                '--set', 'nets.G.kwargs.xy_layer_sharpness=5']
+    linear = build_preset('tiny', G_overrides=dict(xy_depth_layers=2))[0]
+    with pytest.raises(SnapshotError, match=r'xy_layer_sharpness 5, this config\'s G 1; train with '
+                                            r'--set nets.G.kwargs.xy_layer_sharpness=5'):
+        training_loop.init_from_snapshots({'G': linear}, {}, str(tmp_path / 'sharp.pt'), None, None)
+    same, same_ema = (build_preset('tiny', G_overrides=dict(xy_depth_layers=2, xy_layer_sharpness=5.0))[0] for _ in range(2))
+    training_loop.init_from_snapshots({'G': same, 'G_ema': same_ema}, {}, str(tmp_path / 'sharp.pt'), None, None)
+    assert torch.equal(same.backbone.synthesis.b32.torgb.weight, S.backbone.synthesis.b32.torgb.weight)
+    # and the sharper blend renders differently from the linear one with the same weights
+    linear.load_state_dict(S.state_dict())
+    zz = torch.randn(1, 64)
+    with torch.no_grad():
+        a = S(zz, _labels(180.0, 1), render_overrides=dict(deterministic=True))['image']
+        b = linear(zz, _labels(180.0, 1), render_overrides=dict(deterministic=True))['image']
+    assert not torch.allclose(a, b)

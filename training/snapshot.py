@@ -144,19 +144,29 @@ def load_snapshot(path, device='cpu', build=True, mmap=False):
 
 #----------------------------------------------------------------------------
 # The XY depth layers (TriPlaneGenerator xy_depth_layers; 1 = EG3D's tri-plane) of a snapshot's generator (G_ema,
-# else G), read from its stored constructor kwargs without building it. A stage that starts from the snapshot (--init)
-# gives its own G the same count with these train.py overrides (none for a tri-plane).
+# else G), and their hand-over over depth (xy_layer_sharpness, 1 = linear), read from its stored constructor kwargs
+# without building it. A stage that starts from the snapshot (--init) gives its own G the same with these train.py
+# overrides (none for a tri-plane, none for the default sharpness).
 
-def generator_xy_depth_layers(path):
+def _generator_record(path):
     nets = load_snapshot(path, build=False)['nets']
     record = nets.get('G_ema', nets.get('G'))
     if not isinstance(record, dict):
         raise SnapshotError(f'{path}: no generator (G_ema or G) in the file; it holds {", ".join(nets) or "no networks"}')
-    layers = (record.get('kwargs') or {}).get('xy_depth_layers', 1)
+    return record.get('kwargs') or {}
+
+def generator_xy_depth_layers(path):
+    layers = _generator_record(path).get('xy_depth_layers', 1)
     if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
         raise SnapshotError(f'{path}: its generator\'s xy_depth_layers is {layers!r}, not an integer >= 1')
     return layers
 
 def xy_depth_layers_overrides(path):
     layers = generator_xy_depth_layers(path)
-    return ['--set', f'nets.G.kwargs.xy_depth_layers={layers}'] if layers > 1 else []
+    if layers == 1:
+        return []
+    sharpness = _generator_record(path).get('xy_layer_sharpness', 1.0)
+    if isinstance(sharpness, bool) or not isinstance(sharpness, (int, float)) or not sharpness >= 1:
+        raise SnapshotError(f'{path}: its generator\'s xy_layer_sharpness is {sharpness!r}, not a number >= 1')
+    out = ['--set', f'nets.G.kwargs.xy_depth_layers={layers}']
+    return out + (['--set', f'nets.G.kwargs.xy_layer_sharpness={sharpness:g}'] if sharpness != 1 else [])

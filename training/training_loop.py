@@ -155,6 +155,12 @@ def init_from_snapshots(modules, init, init_path, teacher_path, teacher_records)
         if hasattr(modules[name], 'xy_depth_layers') and src_layers > 1 and src_layers != layers:
             raise SnapshotError(f'{path}: its {key} has {src_layers} XY depth layers, this config\'s {name} {layers}; '
                                 f'train with --set nets.G.kwargs.xy_depth_layers={src_layers}')
+        sharp = float(getattr(modules[name], 'xy_layer_sharpness', 1.0))
+        src_sharp = (record.get('kwargs') or {}).get('xy_layer_sharpness', 1.0)
+        if hasattr(modules[name], 'xy_layer_sharpness') and src_layers > 1 and src_sharp != sharp:
+            raise SnapshotError(f'{path}: its {key} blends its XY depth layers with xy_layer_sharpness {src_sharp:g}, '
+                                f'this config\'s {name} {sharp:g}; train with '
+                                f'--set nets.G.kwargs.xy_layer_sharpness={src_sharp:g}')
         C = getattr(modules[name], 'plane_channels', None)
         rows = record['state'].get('backbone.synthesis.b4.torgb.bias')
         if layers > 1 and rows is not None and rows.shape[0] == 3 * C:

@@ -10,6 +10,7 @@ superresolution) so that official weights load one to one. Unlike EG3D, nothing 
 the neural rendering resolution and render overrides are explicit arguments."""
 
 import dataclasses
+import math
 import torch
 from training import cameras
 from training.rendering import RenderOptions, generate_plane_axes, render_field, sample_from_planes, sample_rays
@@ -77,9 +78,16 @@ class XYDepthGate(torch.nn.Module):
 
 XY_LAYERS_INITS = ('zero', 'copy')
 
-def xy_layer_weights(z, layers):
+# sharpness s >= 1 narrows each hand-over from one layer to the next to the middle 1/s of the gap between their
+# depths (1 = linear over the whole gap). With two layers at the default box the head's front and back surfaces
+# (normalised z about +0.3 and -0.4 on the synthetic world) lie inside the linear hand-over: each surface then
+# reads 10-20% of the other layer, and training has to cancel the face behind in the back layer itself.
+def xy_layer_weights(z, layers, sharpness=1.0):
     # z [..., 1] normalised depth -> weights [..., layers], non-negative, summing to 1.
     t = ((1 - z) * (layers / 2) - 0.5).clamp(0, layers - 1)                # position in layer units, 0 = front
+    if sharpness != 1:
+        base = t.detach().floor().clamp(max=layers - 2)
+        t = base + ((t - base - 0.5) * sharpness + 0.5).clamp(0, 1)
     return torch.relu(1 - (t - torch.arange(layers, device=z.device, dtype=z.dtype)).abs())
 
 # A tri-plane backbone state (ToRGB rows = 3 planes x C) -> the same with `layers` XY layers: the extra layers
@@ -152,6 +160,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
                                                     # (1 = EG3D's tri-plane; 2+ = PanoHead's tri-grid for XY only).
         xy_layers_init              = 'zero',       # How --init from a tri-plane fills the deeper XY layers: 'zero'
                                                     # or 'copy' (of its XY plane); see expand_xy_layers.
+        xy_layer_sharpness          = 1.0,          # The XY layers' hand-over over depth: 1 = linear over the whole
+                                                    # gap between layers, s > 1 = over its middle 1/s only.
     ):
         kwargs = capture_init_kwargs(locals())
         super().__init__()
@@ -181,6 +191,10 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         if xy_layers_init not in XY_LAYERS_INITS:
             raise ValueError(f'xy_layers_init must be one of {", ".join(XY_LAYERS_INITS)}, got {xy_layers_init!r}')
         self.xy_layers_init = xy_layers_init
+        if isinstance(xy_layer_sharpness, bool) or not isinstance(xy_layer_sharpness, (int, float)) \
+                or not math.isfinite(xy_layer_sharpness) or xy_layer_sharpness < 1:
+            raise ValueError(f'xy_layer_sharpness must be a number >= 1, got {xy_layer_sharpness!r}')
+        self.xy_layer_sharpness = float(xy_layer_sharpness)
 
         self.backbone = StyleGAN2Backbone(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
             img_channels=(2 + xy_depth_layers) * plane_channels, mapping_kwargs=mapping_kwargs, channel_base=channel_base,
@@ -213,7 +227,8 @@ class TriPlaneGenerator(PlaneGeneratorMixin, torch.nn.Module):
         if self.xy_depth_layers > 1:
             deeper = sample_from_planes(self.plane_axes[:1].expand(planes.shape[1] - 3, 3, 3), planes[:, 3:], coords, box_warp)
             layers = torch.cat([features[:, :1], deeper], dim=1)                       # [N, L, M, C], front first
-            w = xy_layer_weights((2 / box_warp) * coords[..., 2:3].float(), self.xy_depth_layers)  # [N, M, L]
+            w = xy_layer_weights((2 / box_warp) * coords[..., 2:3].float(), self.xy_depth_layers,
+                                 self.xy_layer_sharpness)  # [N, M, L]
             xy = (layers * w.permute(0, 2, 1)[..., None].to(layers.dtype)).sum(1, keepdim=True)
             features = torch.cat([xy, features[:, 1:]], dim=1)
         return self.decoder(features if self.xy_gate is None else self.xy_gate(features, coords, box_warp))
