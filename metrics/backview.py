@@ -98,7 +98,8 @@ def view_features(images):
     return hist / hist.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 #----------------------------------------------------------------------------
-# The reference views of a dataset: dict(features [N,D], is_back [N] bool, groups [N] int (image folder),
+# The reference views of a dataset: dict(features [N,D], is_back [N] bool, groups [N] int (image folder), index [N]
+# (their dataset indices),
 # intrinsics [9] (of the first front view), num_front, num_back). max_real caps each class (a seeded subset).
 
 def reference_views(path, max_real=None, seed=0):
@@ -124,7 +125,7 @@ def reference_views(path, max_real=None, seed=0):
     else:
         groups = torch.arange(len(names))
     is_back = torch.cat([torch.full([idx.size], b) for b, idx in classes])
-    return dict(features=torch.cat(feats), is_back=is_back, groups=groups,
+    return dict(features=torch.cat(feats), is_back=is_back, groups=groups, index=torch.as_tensor(order),
                 intrinsics=torch.as_tensor(ds.labels[classes[0][1][0], 16:25]),
                 num_front=int(classes[0][1].size), num_back=int(classes[1][1].size))
 

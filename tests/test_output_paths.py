@@ -36,6 +36,7 @@ CLIS = [
                                            '--heads', 'nope.zip'], '--outdir', 'dir'),
     ('scripts/blind_backs.py', 'main', ['grid', '--teacher', 'nope.pt', '--networks', 'a=nope.pt,b=nope.pt'], '--outdir',
      'dir'),
+    ('scripts/backview_controls.py', 'main', ['--heads', 'nope.zip'], '--outdir', 'dir'),
     ('scripts/demo.py', 'main', [], '--outdir', 'dir'),
     ('scripts/reproduce_table4.py', 'main', [], '--outdir', 'dir'),
     ('scripts/import_eg3d.py', 'main', ['--src', os.path.join(ROOT, 'README.md')], '--dst', 'file'),
