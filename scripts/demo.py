@@ -494,8 +494,8 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
     for name, info in (('teacher', teacher_info), ('head_ft', head_ft_info)):   # for reproduce_table4 / bench_inversion
         with open(os.path.join(outdir, f'{name}.json'), 'w') as f:
             json.dump(info, f, indent=1)
-    # Stage 2's generator has the XY depth layers of the head_ft it starts from (2 for the shipped one: not in the
-    # paper, configs/head_ft_world.yaml says why; none for a tri-plane head_ft).
+    # Stage 2's generator has the XY depth layers of the head_ft it starts from, and their hand-over sharpness (2 and
+    # 2.5 for the shipped one: not in the paper, configs/head_ft_world.yaml says why; none for a tri-plane head_ft).
     run_stage('head3d', [py, 'train.py', '--config', 'head3d_tiny', '--faces', faces_zip, '--heads', heads_zip,
                          '--teacher', teacher, '--init', head_ft, '--outdir', h3_dir, '--kimg', head3d_kimg,
                          '--seed', seed, '--set', f'snap_kimg={SNAP_KIMG}'] + head_ft_info['xy_layers'] + train_threads,

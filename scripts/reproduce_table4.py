@@ -210,8 +210,9 @@ def main(demo_dir, outdir, methods, seeds, kimg, num, num_id, metric_seed, threa
         if not os.path.isfile(path):
             raise click.ClickException(f'{path} not found (run `make demo` first)')
     starts = {stage: demo_start(demo_dir, stage) for stage in ('face', 'head_ft')}
-    # Every method's generator gets the XY depth layers of the head_ft the Head3D rows start from (2 for the shipped
-    # one, not in the paper: configs/head_ft_world.yaml), DFT too, so that the rows differ only in the method.
+    # Every method's generator gets the XY depth layers (and hand-over sharpness) of the head_ft the Head3D rows start
+    # from (2 and 2.5 for the shipped one, not in the paper: configs/head_ft_world.yaml), DFT too, so that the rows
+    # differ only in the method.
     from training.snapshot import SnapshotError, xy_depth_layers_overrides
     try:
         xy_layers = xy_depth_layers_overrides(starts['head_ft'])
