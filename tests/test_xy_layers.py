@@ -157,3 +157,7 @@ def test_a_later_stage_takes_the_sharpness_of_its_start_and_a_mismatch_names_the
         a = S(zz, _labels(180.0, 1), render_overrides=dict(deterministic=True))['image']
         b = linear(zz, _labels(180.0, 1), render_overrides=dict(deterministic=True))['image']
     assert not torch.allclose(a, b)
+
+def test_one_layer_reads_itself_whatever_the_sharpness():
+    z = torch.linspace(-1, 1, 9)[:, None]
+    assert torch.equal(xy_layer_weights(z, 1, 4.0), torch.ones(9, 1))

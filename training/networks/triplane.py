@@ -85,7 +85,7 @@ XY_LAYERS_INITS = ('zero', 'copy')
 def xy_layer_weights(z, layers, sharpness=1.0):
     # z [..., 1] normalised depth -> weights [..., layers], non-negative, summing to 1.
     t = ((1 - z) * (layers / 2) - 0.5).clamp(0, layers - 1)                # position in layer units, 0 = front
-    if sharpness != 1:
+    if sharpness != 1 and layers > 1:
         base = t.detach().floor().clamp(max=layers - 2)
         t = base + ((t - base - 0.5) * sharpness + 0.5).clamp(0, 1)
     return torch.relu(1 - (t - torch.arange(layers, device=z.device, dtype=z.dtype)).abs())
