@@ -30,7 +30,7 @@ import torch
 from dnnlib.util import check_output_path
 from metrics import backview
 from training import generate
-from training.dataset import DatasetError, ImageLabelDataset
+from training.dataset import ImageLabelDataset
 from training.networks.dual_discriminator import filtered_resizing
 
 #----------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def main(heads, teacher, blur_res, smooth_res, alphas, num, outdir, threads):
             raise click.ClickException(f'cannot load --teacher {teacher!r}: {e}')
     try:
         rows, n = controls(heads, teacher_G, blur_list, smooth_res, alpha_list, num)
-    except (OSError, DatasetError, ValueError) as e:
+    except (OSError, ValueError) as e:             # a DatasetError is a ValueError
         raise click.ClickException(f'--heads {heads!r}: {e}')
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, 'controls.json'), 'w') as f:

@@ -44,3 +44,10 @@ def test_bad_input_gets_one_line(tmp_path):
         argv = [a for k, v in base.items() if k not in args for a in (k, v)] + args
         res = CliRunner().invoke(bc.main, argv)
         assert res.exit_code != 0 and words in res.output and 'Traceback' not in res.output, (args, res.output)
+
+def test_resample_removes_detail_finer_than_its_resolution_and_keeps_the_rest():
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing='ij')
+    stripes = ((xx % 2) * 2 - 1).float().expand(1, 3, 32, 32)          # 1 px strands: above 8 px's Nyquist
+    slow = torch.sin(yy.float() * 3.14159 / 16).expand(1, 3, 32, 32)   # one period over the image: below it
+    assert bc.resample(stripes, 8).abs().max() < 0.1                   # from +-1
+    assert (bc.resample(slow, 8) - slow).abs().mean() < 0.1 and bc.resample(slow, 8).shape == slow.shape

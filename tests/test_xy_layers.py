@@ -161,3 +161,14 @@ def test_a_later_stage_takes_the_sharpness_of_its_start_and_a_mismatch_names_the
 def test_one_layer_reads_itself_whatever_the_sharpness():
     z = torch.linspace(-1, 1, 9)[:, None]
     assert torch.equal(xy_layer_weights(z, 1, 4.0), torch.ones(9, 1))
+
+def test_a_snapshot_with_a_bad_sharpness_is_named(tmp_path):
+    from training.snapshot import SnapshotError, load_snapshot, xy_depth_layers_overrides
+    G = build_preset('tiny', G_overrides=dict(xy_depth_layers=2, xy_layer_sharpness=3))[0]
+    save_snapshot(tmp_path / 'ok.pt', {'G_ema': G})
+    data = torch.load(tmp_path / 'ok.pt', weights_only=True)
+    data['nets']['G_ema']['kwargs']['xy_layer_sharpness'] = 0.5
+    torch.save(data, tmp_path / 'bad.pt')
+    assert load_snapshot(tmp_path / 'bad.pt', build=False)['nets']['G_ema']['kwargs']['xy_layer_sharpness'] == 0.5
+    with pytest.raises(SnapshotError, match=r"bad.pt: its generator's xy_layer_sharpness is 0.5, not a number >= 1"):
+        xy_depth_layers_overrides(tmp_path / 'bad.pt')

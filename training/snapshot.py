@@ -148,25 +148,25 @@ def load_snapshot(path, device='cpu', build=True, mmap=False):
 # without building it. A stage that starts from the snapshot (--init) gives its own G the same with these train.py
 # overrides (none for a tri-plane, none for the default sharpness).
 
-def _generator_record(path):
+def _xy_layer_kwargs(path):
     nets = load_snapshot(path, build=False)['nets']
     record = nets.get('G_ema', nets.get('G'))
     if not isinstance(record, dict):
         raise SnapshotError(f'{path}: no generator (G_ema or G) in the file; it holds {", ".join(nets) or "no networks"}')
-    return record.get('kwargs') or {}
-
-def generator_xy_depth_layers(path):
-    layers = _generator_record(path).get('xy_depth_layers', 1)
+    kwargs = record.get('kwargs') or {}
+    layers, sharpness = kwargs.get('xy_depth_layers', 1), kwargs.get('xy_layer_sharpness', 1.0)
     if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
         raise SnapshotError(f'{path}: its generator\'s xy_depth_layers is {layers!r}, not an integer >= 1')
-    return layers
-
-def xy_depth_layers_overrides(path):
-    layers = generator_xy_depth_layers(path)
-    if layers == 1:
-        return []
-    sharpness = _generator_record(path).get('xy_layer_sharpness', 1.0)
     if isinstance(sharpness, bool) or not isinstance(sharpness, (int, float)) or not sharpness >= 1:
         raise SnapshotError(f'{path}: its generator\'s xy_layer_sharpness is {sharpness!r}, not a number >= 1')
+    return layers, sharpness
+
+def generator_xy_depth_layers(path):
+    return _xy_layer_kwargs(path)[0]
+
+def xy_depth_layers_overrides(path):
+    layers, sharpness = _xy_layer_kwargs(path)
+    if layers == 1:
+        return []
     out = ['--set', f'nets.G.kwargs.xy_depth_layers={layers}']
     return out + (['--set', f'nets.G.kwargs.xy_layer_sharpness={sharpness:g}'] if sharpness != 1 else [])
