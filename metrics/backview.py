@@ -22,6 +22,22 @@ near 0 on 'back'. The same classifier's accuracy on held-out real views is retur
 read the value against: each real view is classified against the views of the other groups (images in other
 folders: one identity per folder in the synthetic world's heads.zip; leave-one-out when the dataset has one folder).
 
+At the rendering resolution (metric `backview_nr`). The generator renders its features at
+neural_rendering_resolution (32 px for the tiny preset's 64^2 images, 128 px for EG3D's 512^2) and the super-
+resolution adds the rest. Real back views carry detail finer than that (hair strands), and the unit-length features
+make such detail decide the vote: a featureless back (flat grey plus faint noise) reads as a front view 100% of the
+time, because real fronts have edges of all orientations and real backs mostly vertical strand edges. So a render
+that is a clean back at its own resolution reads as a front when its super-resolved image carries a little fine
+texture that is not vertical. `backview_nr` is the same classifier with the reference views AND the renders first
+resampled through that fraction of their size (antialiased down, then up again: `resample`), so that both sides are
+compared at the detail the generator has; its ceiling is the real views read the same way. The teacher's mirror
+faces still read as faces there (README).
+
+Neither reading is a detector of faint faces. On the synthetic world's students, the latents whose mirror-face
+similarity says the face shows through (below) read as back views at least as often as the others, at either
+resolution (scripts/backview_controls.py --network measures it): the classifier separates a whole face from the back
+of a head, not a trace of eyes on hair. Read the mirror-face similarity for that.
+
 It is a coarse, offline check (no network weights): it asks whether the centre of the image has a face's edge
 layout or not; it does not judge realism (use FID/KID for that). Because the features ignore contrast, a faint
 face (eyes barely visible on a dark back) counts as a face: on blurred renders with little structure the vote
@@ -72,6 +88,19 @@ K = 5
 #----------------------------------------------------------------------------
 # The grey central crop [N,1,RES,RES] of images (uint8 [N,3,H,W] or float in [-1,1]): what both readings look at.
 
+# Images [N,C,H,W] resampled through `res` x `res` px (antialiased down, then back up to H x W): detail finer than
+# res px goes, the layout stays. res >= H returns the images.
+
+def resample(images, res):
+    size = images.shape[-1]
+    if res >= size:
+        return images
+    return filtered_resizing(filtered_resizing(images, res), size)
+
+# The resolution [px] that `fraction` of a size-px image is resampled through (at least 2 px); None = not resampled.
+def matched_res(size, fraction):
+    return None if fraction is None or fraction >= 1 else max(2, int(round(size * fraction)))
+
 def grey_centre(images):
     x = images.float()
     if images.dtype == torch.uint8:
@@ -84,7 +113,12 @@ def grey_centre(images):
 # Features [N, BINS*CELLS*CELLS] of images (uint8 [N,3,H,W] or float in [-1,1]), each of unit length (an image
 # without any edge in its centre gets the zero vector).
 
-def view_features(images):
+# fraction (optional): first resample the images through that fraction of their size (the matched reading).
+
+def view_features(images, fraction=None):
+    res = matched_res(images.shape[-1], fraction)
+    if res is not None:
+        images = resample(images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float(), res)
     x = grey_centre(images)
     sobel = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]]) / 8
     x = F.pad(x, (1, 1, 1, 1), mode='replicate')
@@ -100,9 +134,12 @@ def view_features(images):
 #----------------------------------------------------------------------------
 # The reference views of a dataset: dict(features [N,D], is_back [N] bool, groups [N] int (image folder), index [N]
 # (their dataset indices),
-# intrinsics [9] (of the first front view), num_front, num_back). max_real caps each class (a seeded subset).
+# intrinsics [9] (of the first front view), num_front, num_back, fraction). max_real caps each class (a seeded
+# subset); fraction (optional, in (0, 1)): the features of the views resampled through that fraction of their size.
 
-def reference_views(path, max_real=None, seed=0):
+def reference_views(path, max_real=None, seed=0, fraction=None):
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ValueError(f'backview: the resampling fraction must be in (0, 1], got {fraction!r}')
     ds = ImageLabelDataset(path)
     abs_yaw = np.abs(ds.yaws_deg())
     classes = []
@@ -115,7 +152,7 @@ def reference_views(path, max_real=None, seed=0):
             idx = np.sort(np.random.default_rng(seed).permutation(idx)[:int(max_real)])
         classes.append((is_back, idx))
     order = np.concatenate([idx for _, idx in classes])
-    feats = [view_features(torch.stack([torch.as_tensor(ds[int(i)][0]) for i in order[b:b + 256]]))
+    feats = [view_features(torch.stack([torch.as_tensor(ds[int(i)][0]) for i in order[b:b + 256]]), fraction)
              for b in range(0, order.size, 256)]     # in batches: a real set does not fit in memory at once
     names = [ds.image_name(int(i)) for i in order]
     folders = sorted({os.path.dirname(n) for n in names})
@@ -127,7 +164,7 @@ def reference_views(path, max_real=None, seed=0):
     is_back = torch.cat([torch.full([idx.size], b) for b, idx in classes])
     return dict(features=torch.cat(feats), is_back=is_back, groups=groups, index=torch.as_tensor(order),
                 intrinsics=torch.as_tensor(ds.labels[classes[0][1][0], 16:25]),
-                num_front=int(classes[0][1].size), num_back=int(classes[1][1].size))
+                num_front=int(classes[0][1].size), num_back=int(classes[1][1].size), fraction=fraction)
 
 #----------------------------------------------------------------------------
 # Back-view probability [M] of query features [M,D]: the fraction of its k nearest reference views that are back
@@ -168,9 +205,11 @@ def generator_rates(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
 
 # The same renders, all readings: dict(front, back (rates), mirror [num] (each latent's mirror-face similarity),
 # mirror_other [num] (each latent's yaw-180 render against the next latent's yaw-0 render), back_brightness [num] (of
-# each yaw-180 render's grey centre, in [-1, 1])).
+# each yaw-180 render's grey centre, in [-1, 1]), back_prob [num] (each yaw-180 render's back-view probability)).
+# matched (optional): a second reference from reference_views(..., fraction=...); the renders are read against it
+# resampled through the same fraction, adding front_matched, back_matched and back_prob_matched.
 @torch.no_grad()
-def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, device='cpu', progress=None):
+def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, device='cpu', progress=None, matched=None):
     orbit = generate.camera_orbit(G)
     intr = ref['intrinsics'].to(device)
 
@@ -181,6 +220,7 @@ def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
 
     z = draw_z(G, num, seed, device=device)
     probs = {0.0: [], 180.0: []}
+    probs_m = {0.0: [], 180.0: []}
     feats = {0.0: [], 180.0: []}
     bright = []
     for start in range(0, int(num), batch):
@@ -192,18 +232,32 @@ def generator_views(G, ref, num, k=K, batch=16, seed=0, truncation_psi=1.0, devi
             img = G.render_planes(planes, ws, labels(yaw, n), render_overrides=RENDER_OVERRIDES)['image']
             img = img.float().clamp(-1, 1)
             probs[yaw].append(back_probability(view_features(img).cpu(), ref, k=k))
+            if matched is not None:
+                probs_m[yaw].append(back_probability(view_features(img, matched['fraction']).cpu(), matched, k=k))
             feats[yaw].append(mirror_features(img).cpu())
             if yaw == 180.0:
                 bright.append(back_brightness(img).cpu())
         if progress is not None:
             progress.update(n)
     front_feat, back_feat = torch.cat(feats[0.0]), torch.cat(feats[180.0])
-    return dict(front=float((torch.cat(probs[0.0]) <= 0.5).float().mean()),
-                back=float((torch.cat(probs[180.0]) > 0.5).float().mean()),
-                mirror=mirror_similarity(front_feat, back_feat),
-                mirror_upper=mirror_similarity(front_feat, back_feat, rows=MIRROR_UPPER_ROWS),
-                mirror_other=mirror_similarity(front_feat.roll(1, 0), back_feat),
-                back_brightness=torch.cat(bright))
+    out = dict(front=float((torch.cat(probs[0.0]) <= 0.5).float().mean()),
+               back=float((torch.cat(probs[180.0]) > 0.5).float().mean()),
+               back_prob=torch.cat(probs[180.0]),
+               mirror=mirror_similarity(front_feat, back_feat),
+               mirror_upper=mirror_similarity(front_feat, back_feat, rows=MIRROR_UPPER_ROWS),
+               mirror_other=mirror_similarity(front_feat.roll(1, 0), back_feat),
+               back_brightness=torch.cat(bright))
+    if matched is not None:
+        out.update(front_matched=float((torch.cat(probs_m[0.0]) <= 0.5).float().mean()),
+                   back_matched=float((torch.cat(probs_m[180.0]) > 0.5).float().mean()),
+                   back_prob_matched=torch.cat(probs_m[180.0]))
+    return out
+
+# The fraction of a generator's image size that it renders before the super-resolution (neural_rendering_resolution
+# over img_resolution; 1 without super-resolution): the matched reading's resampling.
+def rendering_fraction(G):
+    nr = getattr(G, 'neural_rendering_resolution', None)
+    return min(1.0, float(nr) / float(G.img_resolution)) if nr else 1.0
 
 #----------------------------------------------------------------------------
 # Mirror-face similarity (see the module text).

@@ -7,7 +7,7 @@ metric-<name>.jsonl in the run dir (with cur_nimg and the snapshot path) and log
 Names: <metric>[<N>k|<N>][_<split>] where metric is fid, kid, fd_<net> or kd_<net> (metric_main's registry), N the
 generated images (default 50k) and split full (= all), front or back (default full): fid50k_full, kid50k_full (EG3D's
 names), fid50k_back, fd_randconv, fd_randconv200_back. The other metrics by their registry name: backview[_<split>],
-mirror, id, id_proxy, consistency3d.
+backview_nr[_<split>], mirror, id, id_proxy, consistency3d.
 """
 
 import json
@@ -24,7 +24,7 @@ from training.dataset import ImageLabelDataset
 
 SPLIT_NAMES = {'full': 'all', 'all': 'all', 'front': 'front', 'back': 'back'}
 SIZED = re.compile(r'^(?P<metric>fid|kid|fd_[a-z]+|kd_[a-z]+)(?P<num>\d+k?)?(?:_(?P<split>full|all|front|back))?$')
-PLAIN = re.compile(r'^(?P<metric>backview|mirror|id|id_proxy|consistency3d)(?:_(?P<split>full|all|front|back))?$')
+PLAIN = re.compile(r'^(?P<metric>backview_nr|backview|mirror|id|id_proxy|consistency3d)(?:_(?P<split>full|all|front|back))?$')
 
 #----------------------------------------------------------------------------
 # 'fid50k_full' -> dict(name, metric 'fid', split 'all', num 50000); unknown names are a ValueError naming them.

@@ -15,6 +15,8 @@ Each metric registers itself (@register_metric: name -> compute function). Regis
   consistency3d          3D-consistency PSNR (table 3, GRAM-HD protocol).
   backview               view accuracy: yaw-180 renders that look like real back views, not a second face
                          (metrics/backview.py; offline, needs the dataset's front and back views).
+  backview_nr            the same with the real views and the renders resampled through the generator's rendering
+                         resolution (neural_rendering_resolution): both read at the detail the generator renders.
   mirror                 mirror-face similarity: how much of each latent's own face its yaw-180 render repeats
                          (metrics/backview.py; same renders and data as backview; lower is better).
 """
@@ -148,16 +150,21 @@ class _Run:
                                                   self.device, self.progress)
         return self._features[key]
 
-    # backview's and mirror's (generator_views, real-view rates, reference): one set of renders for both metrics.
+    # backview's, backview_nr's and mirror's (generator_views, real-view rates, reference, and the same two at the
+    # rendering resolution): one set of renders for all three metrics.
     def views(self):
         if self._views is None:
             opts = self.opts
             ref = backview.reference_views(self.data, max_real=opts.max_real, seed=opts.seed)
+            ref_nr = backview.reference_views(self.data, max_real=opts.max_real, seed=opts.seed,
+                                              fraction=backview.rendering_fraction(self.G))
             bar = _bar(self.progress, opts.num, 'backview')
             views = backview.generator_views(self.G, ref, opts.num, batch=opts.batch, seed=opts.seed,
-                                             truncation_psi=opts.truncation_psi, device=self.device, progress=bar)
+                                             truncation_psi=opts.truncation_psi, device=self.device, progress=bar,
+                                             matched=ref_nr)
             _close(bar)
-            self._views = (views, backview.real_rates(ref), ref)
+            self._views = dict(views=views, real=backview.real_rates(ref), ref=ref,
+                               real_nr=backview.real_rates(ref_nr), ref_nr=ref_nr)
         return self._views
 
 # The detector fields of a result.
@@ -254,10 +261,25 @@ def _consistency3d(run, spec, split):
 # View accuracy of the yaw-0 / yaw-180 renders, with the classifier's accuracy on held-out real views.
 @register_metric('backview', 'View accuracy (kNN)', 'backview', per_split=True, needs=('data',))
 def _backview(run, spec, split):
-    views, real, ref = run.views()
-    rates = (views['front'], views['back'])
+    v = run.views()
+    return _view_accuracy(run, (v['views']['front'], v['views']['back']), v['real'], v['ref'], split)
+
+# The same classifier with the reference views and the renders resampled through the generator's rendering
+# resolution (neural_rendering_resolution / img_resolution of their size): both compared at the detail the
+# generator renders (metrics/backview.py).
+@register_metric('backview_nr', 'View accuracy (kNN) at the rendering resolution', 'backview', per_split=True,
+                 needs=('data',))
+def _backview_nr(run, spec, split):
+    v = run.views()
+    out = _view_accuracy(run, (v['views']['front_matched'], v['views']['back_matched']), v['real_nr'], v['ref_nr'], split)
+    out.update(fraction=v['ref_nr']['fraction'])
+    return out
+
+def _view_accuracy(run, rates, real, ref, split):
     name = (f'knn{backview.K} on central edge orientations ({backview.CELLS}x{backview.CELLS}x{backview.BINS}) of '
             f'{ref["num_front"]} front + {ref["num_back"]} back real views')
+    if ref['fraction'] is not None and ref['fraction'] < 1:
+        name += f', all resampled through {ref["fraction"]:g} of their size'
     return dict(value=backview.split_value(rates, split), num=run.opts.num, detector=name,
                 real_value=backview.split_value(real, split))
 
@@ -267,7 +289,7 @@ def _backview(run, spec, split):
 # pairs real_value is None and real_note says why).
 @register_metric('mirror', 'Mirror-face similarity', 'mirror', needs=('data',))
 def _mirror(run, spec, split):
-    views, _, _ = run.views()
+    views = run.views()['views']
     real, note = backview.real_mirror(run.data, seed=run.opts.seed)
     out = dict(value=float(views['mirror'].mean()), num=run.opts.num, other_z=float(views['mirror_other'].mean()),
                detector=(f'normalised cross-correlation of {backview.RES}x{backview.RES} high-passed grey centres, '

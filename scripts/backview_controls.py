@@ -1,4 +1,5 @@
-"""Calibrate the view accuracy's classifier on a dataset: what does it call real back views degraded on purpose?
+"""Calibrate the view accuracy's classifier on a dataset: what does it call real back views degraded on purpose,
+and does its vote on a generator's backs follow the faces that show through?
 
 The back-view accuracy (metrics/backview.py) asks of each yaw-180 render whether the layout of edges in the image
 centre is that of a real back view or of a real front view, whatever the edges' strength. A generated back can be
@@ -7,17 +8,24 @@ trace of a face. This tool measures both on real back views of --heads, each cla
 other identities (as the ceiling in the metric's report):
 
   blur R         each real back view resampled down to R x R px and up again (strands and sharpness go)
-  smooth         resampled through --smooth-res px (no strands left: about as smooth as a 64^2 render's back)
+  smooth         resampled through --smooth-res px (little strand structure left)
   smooth + a     the same with a face added at contrast a: the high-passed yaw-0 render of a --teacher latent
                  (the render minus its own 8 px blur), one latent per view, times a
+  featureless    each view replaced by its own mean colour plus faint grey noise (std 0.01): a back of the head
+                 without any structure
 
-If blurred and smoothed backs still read as backs and a faint face turns them into fronts, a generator's low view
-accuracy on smooth backs points at faint face structure, not at missing strands (README, "Which reading to trust").
-Writes OUTDIR/controls.json and prints a table.
+Each row is read twice: at full resolution (metric backview) and resampled through --fraction of the size, reference
+views included (metric backview_nr, the generator's rendering resolution; 0.5 for the tiny preset).
+
+With --network (one or more snapshots), it also renders --num-latents latents of each at yaw 0 and 180 and compares
+the classifier's vote with the mirror-face similarity (the per-latent face-behind reading, same module): the share of
+yaw-180 renders read as back views among the latents whose face shows through (similarity above the real pairs'
+90th percentile) and among the others. A classifier that saw faint faces would read fewer of the first as backs.
+Writes OUTDIR/controls.json and prints tables.
 
 \b
   python scripts/backview_controls.py --heads runs/demo/world/heads.zip --teacher weights/face_world.pt \\
-      --outdir runs/backview_controls
+      --network runs/demo/head3d --outdir runs/backview_controls
 """
 
 import json
@@ -35,27 +43,32 @@ from training.networks.dual_discriminator import filtered_resizing
 
 #----------------------------------------------------------------------------
 
-def resample(images, res):
-    return filtered_resizing(filtered_resizing(images, res), images.shape[-1])
+resample = backview.resample
+FEATURELESS_NOISE = 0.01
 
-# Share of images [N,3,H,W] in [-1, 1] classified as back views; groups [N]: each one's identity (its own views are
-# left out of the vote).
+# Share of images [N,3,H,W] in [-1, 1] classified as back views against the reference ref (read at its own fraction);
+# groups [N]: each one's identity (its own views are left out of the vote).
 def back_rate(images, ref, groups):
-    p = backview.back_probability(backview.view_features(images), ref, exclude_groups=groups)
+    p = backview.back_probability(backview.view_features(images, ref.get('fraction')), ref, exclude_groups=groups)
     return float((p > 0.5).float().mean())
 
-def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0):
+# The rows: dict(control, value (full resolution), value_matched (through `fraction`; only with a fraction)).
+def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0, fraction=None):
     ref = backview.reference_views(heads)
+    refs = [('value', ref)]
+    if fraction is not None and fraction < 1:
+        refs.append(('value_matched', backview.reference_views(heads, fraction=fraction)))
     ds = ImageLabelDataset(heads)
     rows = torch.nonzero(ref['is_back']).flatten()
     if num is not None and rows.numel() > num:
         rows = rows[torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(seed))[:num]].sort().values
     groups = ref['groups'][rows]
     backs = torch.stack([torch.as_tensor(ds[int(ref['index'][r])][0]) for r in rows]).float() / 127.5 - 1
-    out = [dict(control='real back views', value=back_rate(backs, ref, groups))]
-    out += [dict(control=f'blur {r}', value=back_rate(resample(backs, r), ref, groups)) for r in blur_res]
+    row = lambda name, images: dict(control=name, **{key: back_rate(images, r, groups) for key, r in refs})
+    out = [row('real back views', backs)]
+    out += [row(f'blur {r}', resample(backs, r)) for r in blur_res]
     smooth = resample(backs, smooth_res)
-    out.append(dict(control=f'smooth ({smooth_res} px)', value=back_rate(smooth, ref, groups)))
+    out.append(row(f'smooth ({smooth_res} px)', smooth))
     if teacher_G is not None and alphas:
         seeds = list(range(seed, seed + backs.shape[0]))
         with torch.no_grad():
@@ -63,8 +76,30 @@ def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0):
         face = filtered_resizing(face, backs.shape[-1]) if face.shape[-1] != backs.shape[-1] else face
         detail = face - resample(face, 8)
         for a in alphas:
-            out.append(dict(control=f'smooth + {a:g} x face', value=back_rate((smooth + a * detail).clamp(-1, 1), ref, groups)))
+            out.append(row(f'smooth + {a:g} x face', (smooth + a * detail).clamp(-1, 1)))
+    noise = torch.randn(backs.shape[0], 1, *backs.shape[2:], generator=torch.Generator().manual_seed(seed))
+    flat = backs.mean((2, 3), keepdim=True).expand_as(backs) + FEATURELESS_NOISE * noise
+    out.append(row(f'featureless (mean colour + noise {FEATURELESS_NOISE:g})', flat.clamp(-1, 1)))
     return out, int(backs.shape[0])
+
+# Per network: does the vote follow the faces behind? dict(network, latents, face_behind (how many latents the mirror
+# reading says show the face), and per reading ('full', 'matched') the share read as back views among those latents
+# and among the others (None where a side has none)).
+def vote_vs_face(G, heads, num, seed=0, fraction=None):
+    ref = backview.reference_views(heads)
+    matched = backview.reference_views(heads, fraction=fraction) if fraction is not None and fraction < 1 else None
+    real, note = backview.real_mirror(heads, seed=seed)
+    if real is None:
+        raise ValueError(f'no real front/back pairs for the mirror reading: {note}')
+    with torch.no_grad():
+        views = backview.generator_views(G, ref, num, seed=seed, matched=matched)
+    face = views['mirror'] > real['p90']
+    rate = lambda p, m: float((p[m] > 0.5).float().mean()) if bool(m.any()) else None
+    out = dict(latents=int(num), face_behind=int(face.sum()), p90=real['p90'])
+    for key, prob in (('full', views['back_prob']), ('matched', views.get('back_prob_matched'))):
+        if prob is not None:
+            out[key] = dict(all=float((prob > 0.5).float().mean()), face_behind=rate(prob, face), others=rate(prob, ~face))
+    return out
 
 #----------------------------------------------------------------------------
 
@@ -75,9 +110,13 @@ def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0):
 @click.option('--smooth-res', help='Resolution of the smoothing', type=click.IntRange(min=2), default=20, show_default=True)
 @click.option('--alphas', help='Contrasts of the added face', default='0.02,0.05,0.1,0.2', show_default=True)
 @click.option('--num', help='Real back views used at most (a seeded subset)', type=click.IntRange(min=1), default=200, show_default=True)
+@click.option('--fraction', help='The matched reading: resample through this fraction of the size (0.5 = the tiny preset\'s rendering resolution; 1 = no matched reading)',
+              type=click.FloatRange(min=0, max=1, min_open=True), default=0.5, show_default=True)
+@click.option('--network', 'networks', help='Generator snapshot whose vote to compare with its faces behind (repeatable)', metavar='PT', multiple=True)
+@click.option('--num-latents', help='Latents rendered per --network', type=click.IntRange(min=4), default=200, show_default=True)
 @click.option('--outdir', help='Where controls.json goes', metavar='DIR', required=True)
 @click.option('--threads', help='torch CPU threads (0 = all cores)', type=click.IntRange(min=0), default=1, show_default=True)
-def main(heads, teacher, blur_res, smooth_res, alphas, num, outdir, threads):
+def main(heads, teacher, blur_res, smooth_res, alphas, num, fraction, networks, num_latents, outdir, threads):
     """Classify degraded real back views with the view accuracy's kNN classifier."""
     if threads:
         torch.set_num_threads(threads)
@@ -97,21 +136,37 @@ def main(heads, teacher, blur_res, smooth_res, alphas, num, outdir, threads):
     check_output_path(outdir, '--outdir')
     teacher_G = None
     if teacher is not None and alpha_list:
-        try:
-            teacher_G = generate.load_generator(teacher)
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-            raise click.ClickException(f'cannot load --teacher {teacher!r}: {e}')
+        teacher_G = _load(teacher, '--teacher')
+    nets = {path: _load(path, '--network') for path in networks}      # every file fails before the long part
+    fraction = None if fraction >= 1 else fraction
     try:
-        rows, n = controls(heads, teacher_G, blur_list, smooth_res, alpha_list, num)
+        rows, n = controls(heads, teacher_G, blur_list, smooth_res, alpha_list, num, fraction=fraction)
+        votes = [dict(network=path, **vote_vs_face(G, heads, num_latents, fraction=fraction)) for path, G in nets.items()]
     except (OSError, ValueError) as e:             # a DatasetError is a ValueError
         raise click.ClickException(f'--heads {heads!r}: {e}')
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, 'controls.json'), 'w') as f:
-        json.dump(dict(heads=heads, teacher=teacher, num=n, rows=rows), f, indent=1)
+        json.dump(dict(heads=heads, teacher=teacher, num=n, fraction=fraction, rows=rows, networks=votes), f, indent=1)
+    matched = f' | at {fraction:g} of the size' if fraction else ''
     click.echo(f'{n} real back views of {heads}, each against the other identities\' views\n'
-               '| control | classified as back views |\n|---|---|')
+               f'| control | classified as back views{matched} |\n|---|---|' + ('---|' if fraction else ''))
     for r in rows:
-        click.echo(f'| {r["control"]} | {r["value"]:.3f} |')
+        click.echo(f'| {r["control"]} | {r["value"]:.3f}' + (f' | {r["value_matched"]:.3f}' if fraction else '') + ' |')
+    if votes:
+        click.echo('\nread as back views: among the latents whose face shows through (mirror reading) | among the others')
+        for v in votes:
+            for key in ('full', 'matched'):
+                if key in v:
+                    r = v[key]
+                    fmt = lambda x: 'none' if x is None else f'{x:.3f}'
+                    click.echo(f'{v["network"]} ({key}, {v["face_behind"]} of {v["latents"]} with the face behind): '
+                               f'{fmt(r["face_behind"])} | {fmt(r["others"])} (all {r["all"]:.3f})')
+
+def _load(path, option):
+    try:
+        return generate.load_generator(path)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise click.ClickException(f'cannot load {option} {path!r}: {e}')
 
 if __name__ == '__main__':
     main()

@@ -34,7 +34,7 @@ import click
 from dnnlib.util import check_output_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STUDENT_METRICS = 'fd_randconv,kd_randconv,pr_randconv,backview,mirror,fidelity,consistency3d'
+STUDENT_METRICS = 'fd_randconv,kd_randconv,pr_randconv,backview,backview_nr,mirror,fidelity,consistency3d'
 # The identity-transfer grid's columns, (stage, yaw in degrees): the teacher's face, both students' faces for the same
 # latent, head3d around the head, and the teacher from behind (its mirror face).
 COMPARE_COLUMNS = (('face', 0), ('head_ft', 0), ('head3d', 0), ('head3d', 90), ('head3d', 180), ('face', 180))
@@ -222,43 +222,52 @@ def identity_section(metric_rows):
 
 def heads_section(metric_rows):
     stages = ('face', 'head_ft', 'head3d')
-    rows = [(STAGE_TITLES[s], _find(metric_rows, s, 'backview', 'back'), _find(metric_rows, s, 'mirror'))
-            for s in stages]
-    if not any(r or m for _, r, m in rows):
+    rows = [(STAGE_TITLES[s], _find(metric_rows, s, 'backview', 'back'), _find(metric_rows, s, 'mirror'),
+             _find(metric_rows, s, 'backview_nr', 'back')) for s in stages]
+    if not any(r or m for _, r, m, _ in rows):
         return []
+    frac = next((n['fraction'] for _, _, _, n in rows if n and n.get('fraction')), None)
     md = ['## Complete heads: what the back of the head looks like', '',
           'Two readings of the same yaw-180 renders (each latent also rendered at yaw 0, frontal conditioning). '
           '**View accuracy (kNN)**: the fraction classified as real back views (hair), not as a face; a mirror face '
           'scores near 0, the ceiling is the same classifier on real back views of held-out identities. It sees only '
-          'the layout of edges, whatever their strength, so on a smooth back with little structure its vote rests on '
-          'faint edges. **Mirror-face similarity**: how much of its own face each latent repeats behind (correlation '
+          'the layout of edges, whatever their strength. **At the rendering resolution**: the same with the real '
+          'views and the renders first resampled through the generator\'s neural rendering resolution'
+          + (f' ({frac:g} of the image size)' if frac else '') + ', so that both are compared at the detail the '
+          'generator renders; **at full resolution** the real backs\' hair strands, finer than that, decide the vote: '
+          'a featureless back reads as a face (scripts/backview_controls.py). Neither vote detects a faint face: '
+          'measured on this world\'s students, the latents whose face shows through (below) read as backs as often '
+          'as the others, or more often (docs/metrics.md). **Mirror-face similarity**: how much of its own face each latent repeats behind (correlation '
           'of the flipped yaw-180 render with its yaw-0 render, high-passed; lower is better); read against the same '
           'network with another latent\'s face ("other z") and against real same-identity front / back pairs, what a '
           'true back of the head scores; **face behind** is the share of latents whose similarity is above the 90th '
           'percentile of those real pairs (0.10 for real heads by construction). These follow how strongly a faint '
-          'face shows, which the kNN vote does not (docs/metrics.md). **Where**: the face-behind share among light '
+          'face shows, which the kNN votes do not (docs/metrics.md). **Where**: the face-behind share among light '
           'backs and among the others, split at the brightness of the real back views that a third of them exceed '
           '(light hair), with the share of light backs in brackets (about 1/3 for real heads): a face shows more '
           'easily through light hair. **Upper reading**: the same face-behind shares from the top three quarters of '
           'the crop only (eyes, brows, nose), with its own real-pairs threshold: on smooth light backs the full '
           'reading is carried by the jaw and neck outline that front and back views share, which this one leaves out; '
           'on dark, nearly flat backs it fires on faint structure (docs/metrics.md).', '',
-          '| network | back-view accuracy | mirror-face similarity | the same, other z | face behind | '
-          'face behind: light / other backs (light share) | upper reading: face behind, light / other backs | samples |',
-          '|---|---|---|---|---|---|---|---|']
+          '| network | back-view accuracy at the rendering resolution | at full resolution | mirror-face similarity | '
+          'the same, other z | face behind | face behind: light / other backs (light share) | '
+          'upper reading: face behind, light / other backs | samples |',
+          '|---|---|---|---|---|---|---|---|---|']
     where = lambda m, p='': (f'{_fmt(m.get(p + "face_rate_light"))} / {_fmt(m.get(p + "face_rate_dark"))} '
                              f'({_fmt(m.get(p + "light_share"), 2)})' if m and m.get(p + 'light_share') is not None
                              else '-')
     def upper(rate, light, dark):          # a mirror row from before the upper reading: an empty cell
         return '-' if light is None and dark is None else f'{_fmt(rate)}, {_fmt(light)} / {_fmt(dark)}'
-    md += [f'| {title} | {_fmt(r["value"]) if r else "-"} | {_fmt(m["value"]) if m else "-"} | '
+    md += [f'| {title} | {_fmt(n["value"]) if n else "-"} | {_fmt(r["value"]) if r else "-"} | '
+           f'{_fmt(m["value"]) if m else "-"} | '
            f'{_fmt(m.get("other_z")) if m else "-"} | {_fmt(m.get("face_rate")) if m else "-"} | {where(m)} | '
            f'{upper(m.get("upper_face_rate"), m.get("upper_face_rate_light"), m.get("upper_face_rate_dark")) if m else "-"} | '
-           f'{(r or m)["num"]} |' for title, r, m in rows if r or m]
-    real = next((r.get('real_value') for _, r, _ in rows if r), None)
-    mreal = next((m for _, _, m in rows if m and m.get('real_value') is not None), None)
+           f'{(r or m or n)["num"]} |' for title, r, m, n in rows if r or m or n]
+    real = next((r.get('real_value') for _, r, _, _ in rows if r), None)
+    real_nr = next((n.get('real_value') for _, _, _, n in rows if n), None)
+    mreal = next((m for _, _, m, _ in rows if m and m.get('real_value') is not None), None)
     from metrics.backview import MIRROR_REAL_QUANTILE          # face_rate's threshold: real pairs above it by design
-    md += [f'| real views (ceiling / true backs) | {_fmt(real)} | {_fmt(mreal["real_value"]) if mreal else "-"} | '
+    md += [f'| real views (ceiling / true backs) | {_fmt(real_nr)} | {_fmt(real)} | {_fmt(mreal["real_value"]) if mreal else "-"} | '
            f'{_fmt(mreal.get("real_other")) if mreal else "-"} | {_fmt(1 - MIRROR_REAL_QUANTILE) if mreal else "-"} | '
            f'{where(mreal, "real_")} | '
            f'{upper(1 - MIRROR_REAL_QUANTILE, mreal.get("real_upper_face_rate_light"), mreal.get("real_upper_face_rate_dark")) if mreal else "-"} | '
@@ -266,7 +275,7 @@ def heads_section(metric_rows):
     earlier = {}
     for s in ('head_ft', 'head3d'):
         for net, row in metric_rows:
-            if net.startswith(f'{s} at ') and row['metric'] in ('backview', 'mirror'):
+            if net.startswith(f'{s} at ') and row['metric'] in ('backview', 'backview_nr', 'mirror'):
                 entry = earlier.setdefault(s, {}).setdefault(net.removeprefix(f'{s} at '), {})
                 entry[row['metric']] = row['value']
                 if row['metric'] == 'mirror':
@@ -274,7 +283,8 @@ def heads_section(metric_rows):
     if earlier:
         md += ['The same values on the snapshot before the final one (one value per snapshot is one point of a curve '
                'that moves during training):', '']
-        md += [f'- {s}: ' + ', '.join(f'{when}: back-view accuracy {_fmt(v.get("backview"))}, mirror-face similarity '
+        md += [f'- {s}: ' + ', '.join(f'{when}: back-view accuracy {_fmt(v.get("backview_nr"))} at the rendering '
+                                      f'resolution, {_fmt(v.get("backview"))} at full resolution, mirror-face similarity '
                                       f'{_fmt(v.get("mirror"))}, face behind {_fmt(v.get("face_rate"))}'
                                       for when, v in found.items())
                for s, found in earlier.items()]
@@ -323,7 +333,7 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
     for net, row in metric_rows:
         md.append(f'| {net} | {row.get("label", row.get("metric"))} | {row.get("split") or "-"} | '
                   f'{row["value"]:.4g} | {row.get("num", "-")} |')
-        if row.get('real_value') is not None and row['metric'] == 'backview':
+        if row.get('real_value') is not None and row['metric'] in ('backview', 'backview_nr'):
             real_rows[(row.get('label'), row.get('split'))] = row['real_value']
     for (label, split), value in real_rows.items():     # the ceiling of the view classifier: real views held out
         md.append(f'| real views (held out) | {label} | {split or "-"} | {value:.4g} | - |')
@@ -337,7 +347,8 @@ def write_report(outdir, timings, commands, stage_runs, metric_rows, images, set
            'of the image centre (blind to brightness: a dim face still counts as a face), are back / '
            'front views, one 3D head per latent (frontal conditioning); a mirror face scores 0 on back. The face '
            'teacher shows that failure; "real views (held out)" is the same classifier on real views of other '
-           'identities, the ceiling to read the others against. Mirror-face similarity: the correlation of each '
+           'identities, the ceiling to read the others against; "at the rendering resolution" reads real views and '
+           'renders resampled through the generator\'s neural rendering resolution. Mirror-face similarity: the correlation of each '
            'latent\'s flipped yaw-180 render with its own yaw-0 render (high-passed centres; lower is better; '
            'references in the complete-heads table).', '']
     md += ['## Samples', '']
@@ -550,7 +561,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
     # its own faces set. One calc_metrics call per network and dataset: features and renders are shared between metrics.
     c3d = ['--c3d-ids', 2, '--c3d-views', 24, '--c3d-res', 32, '--c3d-grid', 32, '--c3d-iters', c3d_iters, '--c3d-rays', 1024,
            '--c3d-samples', 24]
-    jobs = (('face', 'face', teacher, 'backview,mirror', heads_zip, 'all,front,back', []),
+    jobs = (('face', 'face', teacher, 'backview,backview_nr,mirror', heads_zip, 'all,front,back', []),
             ('face', 'face-faces', teacher, 'pr_randconv', faces_zip, 'all', []),
             ('head_ft', 'head_ft', head_ft, STUDENT_METRICS, heads_zip, 'all,front,back', ['--teacher', teacher] + c3d),
             ('head3d', 'head3d', student, STUDENT_METRICS, heads_zip, 'all,front,back', ['--teacher', teacher] + c3d))
@@ -572,7 +583,7 @@ def main(outdir, faces, head_ids, views, teacher, train_teacher, face_kimg, head
             continue
         for snap in [s for s in list_snapshots(run_dir) if os.path.abspath(s) != os.path.abspath(final)][:1]:
             run_stage('metrics', [py, 'scripts/calc_metrics.py', '--network', snap, '--data', heads_zip,
-                                  '--metrics', 'backview,mirror', '--split', 'back', '--num', metric_num,
+                                  '--metrics', 'backview,backview_nr,mirror', '--split', 'back', '--num', metric_num,
                                   '--out', out, '--device', 'cpu'], timings, commands)
         metric_rows += [(f'{name} at {snapshot_kimg(row["network"]):g} kimg', row) for row in read_metrics(out)]
 

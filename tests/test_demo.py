@@ -72,6 +72,9 @@ def test_heads_section_lists_both_readings_and_the_earlier_snapshots_of_each_stu
     def row(value):
         return dict(metric='backview', split='back', value=value, num=96, real_value=0.96)
 
+    def nr(value):
+        return dict(metric='backview_nr', split='back', value=value, num=96, real_value=0.975, fraction=0.5)
+
     def mirror(value, other=0.1, rate=0.5):
         return dict(metric='mirror', split=None, value=value, num=96, other_z=other, face_rate=rate, real_value=0.11,
                     real_other=0.02, real_pairs=200, real_p90=0.29, light_share=0.18, face_rate_light=0.722,
@@ -81,23 +84,28 @@ def test_heads_section_lists_both_readings_and_the_earlier_snapshots_of_each_stu
     rows = [('face', row(0.021)), ('head_ft', row(0.562)), ('head3d', row(0.312)),
             ('face', mirror(0.574, 0.288)), ('head_ft', mirror(0.214)), ('head3d', mirror(0.306, 0.139)),
             ('head_ft at 0.4 kimg', row(0.4375)), ('head_ft at 0.6 kimg', row(0.8229)),
-            ('head_ft at 0.6 kimg', mirror(0.25)), ('head3d at 0.6 kimg', row(0.3229))]
+            ('head_ft at 0.6 kimg', mirror(0.25)), ('head3d at 0.6 kimg', row(0.3229)),
+            ('face', nr(0.1)), ('head_ft', nr(0.86)), ('head3d', nr(0.97)), ('head3d at 0.6 kimg', nr(0.95))]
     md = demo.heads_section(rows)
-    assert '| head3d | 0.312 | 0.306 | 0.139 | 0.500 | 0.722 / 0.055 (0.18) | 0.030, 0.147 / 0.006 | 96 |' in md
-    assert '| teacher | 0.021 | 0.574 | 0.288 | 0.500 | 0.722 / 0.055 (0.18) | 0.030, 0.147 / 0.006 | 96 |' in md
-    assert '| real views (ceiling / true backs) | 0.960 | 0.110 | 0.020 | 0.100 | 0.121 / 0.090 (0.33) | 0.100, 0.045 / 0.127 | 200 pairs |' in md
+    assert '| head3d | 0.970 | 0.312 | 0.306 | 0.139 | 0.500 | 0.722 / 0.055 (0.18) | 0.030, 0.147 / 0.006 | 96 |' in md
+    assert '| teacher | 0.100 | 0.021 | 0.574 | 0.288 | 0.500 | 0.722 / 0.055 (0.18) | 0.030, 0.147 / 0.006 | 96 |' in md
+    assert ('| real views (ceiling / true backs) | 0.975 | 0.960 | 0.110 | 0.020 | 0.100 | 0.121 / 0.090 (0.33) | '
+            '0.100, 0.045 / 0.127 | 200 pairs |') in md
+    assert any('(0.5 of the image size)' in line for line in md)
     # a mirror row from before the light / dark split (or with no light back: None) leaves the cell empty
     older = [(n, {k: v for k, v in r.items() if 'light' not in k and 'dark' not in k}) for n, r in rows]
-    assert '| head3d | 0.312 | 0.306 | 0.139 | 0.500 | - | - | 96 |' in demo.heads_section(older)
+    assert '| head3d | 0.970 | 0.312 | 0.306 | 0.139 | 0.500 | - | - | 96 |' in demo.heads_section(older)
     nolight = [(n, dict(r, face_rate_light=None)) for n, r in rows]
-    assert '| head3d | 0.312 | 0.306 | 0.139 | 0.500 | - / 0.055 (0.18) | 0.030, 0.147 / 0.006 | 96 |' in demo.heads_section(nolight)
-    assert ('- head_ft: 0.4 kimg: back-view accuracy 0.438, mirror-face similarity -, face behind -, 0.6 kimg: '
-            'back-view accuracy 0.823, mirror-face similarity 0.250, face behind 0.500') in md
-    assert '- head3d: 0.6 kimg: back-view accuracy 0.323, mirror-face similarity -, face behind -' in md
+    assert '| head3d | 0.970 | 0.312 | 0.306 | 0.139 | 0.500 | - / 0.055 (0.18) | 0.030, 0.147 / 0.006 | 96 |' in demo.heads_section(nolight)
+    assert ('- head_ft: 0.4 kimg: back-view accuracy - at the rendering resolution, 0.438 at full resolution, '
+            'mirror-face similarity -, face behind -, 0.6 kimg: back-view accuracy - at the rendering resolution, '
+            '0.823 at full resolution, mirror-face similarity 0.250, face behind 0.500') in md
+    assert ('- head3d: 0.6 kimg: back-view accuracy 0.950 at the rendering resolution, 0.323 at full resolution, '
+            'mirror-face similarity -, face behind -') in md
     # without earlier snapshots (a run that kept only its last one) the list is left out
     assert not any(line.startswith('- head') for line in demo.heads_section(rows[:6]))
-    # an older metrics file without the mirror rows still gives the accuracy table
-    assert '| head_ft | 0.562 | - | - | - | - | - | 96 |' in demo.heads_section(rows[:3])
+    # an older metrics file without the mirror rows nor the rendering-resolution reading still gives the accuracy table
+    assert '| head_ft | - | 0.562 | - | - | - | - | - | 96 |' in demo.heads_section(rows[:3])
 
 #----------------------------------------------------------------------------
 # reproduce_table4: every method trains once per seed and each cell is mean +- std over the seeds. The training and
@@ -142,7 +150,7 @@ def test_table4_trains_each_method_per_seed_and_reports_mean_and_std(tmp_path, m
             with open(out, 'w') as f:
                 for metric, split in (('fd_randconv', 'all'), ('kd_randconv', 'all'), ('fd_randconv', 'back'),
                                       ('kd_randconv', 'back'), ('id_proxy', None), ('backview', 'back'),
-                                      ('mirror', None)):
+                                      ('backview_nr', 'back'), ('mirror', None)):
                     extra = dict(face_rate=(seed + bump) / 10, upper_face_rate_light=seed / 4) if metric == 'mirror' else {}
                     f.write(json.dumps(dict(metric=metric, split=split, value=seed + bump, **extra)) + '\n')
     monkeypatch.setattr(t4, 'run', fake_run)

@@ -223,3 +223,34 @@ def test_real_pairs_need_identity_folders_and_views_near_0_and_180(tmp_path):
     # the metric still gives the generator's value, and says why the reference is missing
     m = metric_main.run_metrics('mirror', _HeadG('mirror'), data=no_pairs, num=4)[0]
     assert m['value'] > 0.99 and m['real_value'] is None and 'within 15 degrees' in m['real_note']
+
+# backview_nr: the same classifier with the real views and the renders resampled through the generator's rendering
+# resolution (neural_rendering_resolution / img_resolution of their size); one set of renders serves both readings.
+@pytest.mark.parametrize('mode, back', [('head', 1.0), ('mirror', 0.0)])
+def test_the_rendering_resolution_reading_resamples_both_sides(tmp_path, mode, back):
+    data = _write_heads(tmp_path / 'heads')
+    G = _HeadG(mode)
+    G.neural_rendering_resolution = RES // 2
+    results = metric_main.run_metrics('backview,backview_nr', G, data=data, split_list='back', num=6, batch=3)
+    full, nr = results
+    assert (full['metric'], nr['metric']) == ('backview', 'backview_nr') and len(G.renders) == 4   # rendered once
+    assert nr['value'] == back and nr['fraction'] == 0.5 and nr['real_value'] == 1.0
+    assert nr['label'] == 'View accuracy (kNN) at the rendering resolution' and 'resampled through 0.5' in nr['detector']
+    # the reading's reference: the real views' features after resampling through 8 of their 16 px
+    ref = backview.reference_views(data, fraction=0.5)
+    ds_views = backview.reference_views(data)
+    assert not torch.allclose(ref['features'], ds_views['features'])
+    assert torch.equal(ref['is_back'], ds_views['is_back']) and ref['fraction'] == 0.5
+    with pytest.raises(ValueError, match='fraction must be in'):
+        backview.reference_views(data, fraction=1.5)
+    # a generator without super-resolution reads at full resolution: both readings agree
+    G2 = _HeadG(mode)
+    a, b = metric_main.run_metrics('backview,backview_nr', G2, data=data, split_list='back', num=6, batch=3)
+    assert a['value'] == b['value'] and 'resampled' not in b['detector']
+
+def test_resample_keeps_the_size_and_drops_detail_finer_than_its_resolution():
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing='ij')
+    stripes = ((xx % 2) * 2 - 1).float().expand(1, 3, 32, 32)
+    assert backview.resample(stripes, 8).abs().max() < 0.1 and backview.resample(stripes, 8).shape == stripes.shape
+    assert torch.equal(backview.resample(stripes, 32), stripes)
+    assert backview.matched_res(64, 0.5) == 32 and backview.matched_res(64, None) is None and backview.matched_res(4, 0.1) == 2

@@ -147,7 +147,7 @@ def test_metrics_register_themselves_and_run_by_name(monkeypatch):
                                     'time', 'timestamp']
 
 def test_registry_holds_every_documented_metric():
-    expected = {'fid', 'kid', 'pr', 'id', 'id_proxy', 'fidelity', 'consistency3d', 'backview', 'mirror'}
+    expected = {'fid', 'kid', 'pr', 'id', 'id_proxy', 'fidelity', 'consistency3d', 'backview', 'backview_nr', 'mirror'}
     for net in ('pixels', 'randconv'):
         expected |= {f'fd_{net}', f'kd_{net}', f'pr_{net}'}
     assert set(metric_main.METRICS) == expected
