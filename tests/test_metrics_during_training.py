@@ -22,6 +22,8 @@ def test_names_in_eg3d_style():
     assert parse_name('kd_pixels200_front') == dict(name='kd_pixels200_front', metric='kd_pixels', split='front', num=200)
     assert parse_name('backview_back')['metric'] == 'backview' and parse_name('id')['split'] == 'all'
     assert parse_name('mirror')['metric'] == 'mirror'
+    assert parse_name('backview_nr_back') == dict(name='backview_nr_back', metric='backview_nr', split='back', num=50000)
+    assert parse_name('backview_nr')['metric'] == 'backview_nr'
     for bad in ('fid50k_side', 'fd_nonet', 'bogus', 'fid1'):
         with pytest.raises(ValueError, match='unknown metric|at least 2'):
             parse_name(bad)
