@@ -86,7 +86,11 @@ BINS = 8            # unsigned gradient orientations, 0 to 180 degrees
 K = 5
 
 #----------------------------------------------------------------------------
-# The grey central crop [N,1,RES,RES] of images (uint8 [N,3,H,W] or float in [-1,1]): what both readings look at.
+# Images (uint8 [N,C,H,W] or float in [-1,1]) as float in [-1, 1].
+
+def _signed(images):
+    x = images.float()
+    return x / 127.5 - 1 if images.dtype == torch.uint8 else x
 
 # Images [N,C,H,W] resampled through `res` x `res` px (antialiased down, then back up to H x W): detail finer than
 # res px goes, the layout stays. res >= H returns the images.
@@ -101,10 +105,10 @@ def resample(images, res):
 def matched_res(size, fraction):
     return None if fraction is None or fraction >= 1 else max(2, int(round(size * fraction)))
 
+# The grey central crop [N,1,RES,RES] of images (uint8 [N,3,H,W] or float in [-1,1]): what both readings look at.
+
 def grey_centre(images):
-    x = images.float()
-    if images.dtype == torch.uint8:
-        x = x / 127.5 - 1
+    x = _signed(images)
     size = x.shape[-1]
     lo = int(round(size * (1 - CROP) / 2))
     x = x[..., lo:size - lo, lo:size - lo].mean(1, keepdim=True)
@@ -118,7 +122,7 @@ def grey_centre(images):
 def view_features(images, fraction=None):
     res = matched_res(images.shape[-1], fraction)
     if res is not None:
-        images = resample(images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float(), res)
+        images = resample(_signed(images), res)
     x = grey_centre(images)
     sobel = torch.tensor([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]]) / 8
     x = F.pad(x, (1, 1, 1, 1), mode='replicate')

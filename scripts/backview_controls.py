@@ -52,19 +52,25 @@ def back_rate(images, ref, groups):
     p = backview.back_probability(backview.view_features(images, ref.get('fraction')), ref, exclude_groups=groups)
     return float((p > 0.5).float().mean())
 
-# The rows: dict(control, value (full resolution), value_matched (through `fraction`; only with a fraction)).
-def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0, fraction=None):
-    ref = backview.reference_views(heads)
-    refs = [('value', ref)]
+# The classifier's references of a dataset, by result key: 'value' (full resolution) and, with a fraction below 1,
+# 'value_matched' (the views resampled through that fraction of their size). Built once for all rows and networks.
+def references(heads, fraction=None):
+    refs = {'value': backview.reference_views(heads)}
     if fraction is not None and fraction < 1:
-        refs.append(('value_matched', backview.reference_views(heads, fraction=fraction)))
+        refs['value_matched'] = backview.reference_views(heads, fraction=fraction)
+    return refs
+
+# The rows: dict(control, value (full resolution), value_matched (through `fraction`; only with a fraction)).
+def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0, fraction=None, refs=None):
+    refs = refs or references(heads, fraction)
+    ref = refs['value']
     ds = ImageLabelDataset(heads)
     rows = torch.nonzero(ref['is_back']).flatten()
     if num is not None and rows.numel() > num:
         rows = rows[torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(seed))[:num]].sort().values
     groups = ref['groups'][rows]
     backs = torch.stack([torch.as_tensor(ds[int(ref['index'][r])][0]) for r in rows]).float() / 127.5 - 1
-    row = lambda name, images: dict(control=name, **{key: back_rate(images, r, groups) for key, r in refs})
+    row = lambda name, images: dict(control=name, **{key: back_rate(images, r, groups) for key, r in refs.items()})
     out = [row('real back views', backs)]
     out += [row(f'blur {r}', resample(backs, r)) for r in blur_res]
     smooth = resample(backs, smooth_res)
@@ -85,14 +91,13 @@ def controls(heads, teacher_G, blur_res, smooth_res, alphas, num, seed=0, fracti
 # Per network: does the vote follow the faces behind? dict(network, latents, face_behind (how many latents the mirror
 # reading says show the face), and per reading ('full', 'matched') the share read as back views among those latents
 # and among the others (None where a side has none)).
-def vote_vs_face(G, heads, num, seed=0, fraction=None):
-    ref = backview.reference_views(heads)
-    matched = backview.reference_views(heads, fraction=fraction) if fraction is not None and fraction < 1 else None
-    real, note = backview.real_mirror(heads, seed=seed)
+# refs: from references() (built here when not given); real: backview.real_mirror's (None, note) pair likewise.
+def vote_vs_face(G, heads, num, seed=0, fraction=None, refs=None, real=None):
+    refs = refs or references(heads, fraction)
+    real, note = real or backview.real_mirror(heads, seed=seed)
     if real is None:
         raise ValueError(f'no real front/back pairs for the mirror reading: {note}')
-    with torch.no_grad():
-        views = backview.generator_views(G, ref, num, seed=seed, matched=matched)
+    views = backview.generator_views(G, refs['value'], num, seed=seed, matched=refs.get('value_matched'))
     face = views['mirror'] > real['p90']
     rate = lambda p, m: float((p[m] > 0.5).float().mean()) if bool(m.any()) else None
     out = dict(latents=int(num), face_behind=int(face.sum()), p90=real['p90'])
@@ -140,8 +145,11 @@ def main(heads, teacher, blur_res, smooth_res, alphas, num, fraction, networks, 
     nets = {path: _load(path, '--network') for path in networks}      # every file fails before the long part
     fraction = None if fraction >= 1 else fraction
     try:
-        rows, n = controls(heads, teacher_G, blur_list, smooth_res, alpha_list, num, fraction=fraction)
-        votes = [dict(network=path, **vote_vs_face(G, heads, num_latents, fraction=fraction)) for path, G in nets.items()]
+        refs = references(heads, fraction)
+        rows, n = controls(heads, teacher_G, blur_list, smooth_res, alpha_list, num, fraction=fraction, refs=refs)
+        real = backview.real_mirror(heads) if nets else None
+        votes = [dict(network=path, **vote_vs_face(G, heads, num_latents, fraction=fraction, refs=refs, real=real))
+                 for path, G in nets.items()]
     except (OSError, ValueError) as e:             # a DatasetError is a ValueError
         raise click.ClickException(f'--heads {heads!r}: {e}')
     os.makedirs(outdir, exist_ok=True)
