@@ -254,3 +254,21 @@ def test_resample_keeps_the_size_and_drops_detail_finer_than_its_resolution():
     assert backview.resample(stripes, 8).abs().max() < 0.1 and backview.resample(stripes, 8).shape == stripes.shape
     assert torch.equal(backview.resample(stripes, 32), stripes)
     assert backview.matched_res(64, 0.5) == 32 and backview.matched_res(64, None) is None and backview.matched_res(4, 0.1) == 2
+
+# generator_views reads every render twice: as it is against the full-resolution reference, and resampled through
+# the matched reference's fraction against that one (a spy on view_features records what each render went through).
+def test_generator_views_reads_each_render_at_both_resolutions(tmp_path, monkeypatch):
+    data = _write_heads(tmp_path / 'heads')
+    ref, ref_nr = backview.reference_views(data), backview.reference_views(data, fraction=0.5)
+    seen, original = [], backview.view_features
+    monkeypatch.setattr(backview, 'view_features', lambda images, fraction=None: seen.append(fraction) or original(images, fraction))
+    views = backview.generator_views(_HeadG('mirror'), ref, 6, batch=3, matched=ref_nr)
+    assert seen == [None, 0.5] * 4                  # 2 batches x yaw 0 / 180, each at full and matched resolution
+    assert views['back_matched'] == 0.0 and views['back_prob_matched'].shape == (6,)
+    # without a matched reference the renders are read once and no matched key is returned
+    seen.clear()
+    assert 'back_matched' not in backview.generator_views(_HeadG('mirror'), ref, 6, batch=3) and seen == [None] * 4
+    # and view_features at a fraction is the features of the resampled images
+    img = torch.from_numpy(_face(0)).permute(2, 0, 1)[None] / 127.5 - 1
+    assert torch.equal(original(img, 0.5), original(backview.resample(img, RES // 2)))
+    assert not torch.equal(original(img, 0.5), original(img))
